@@ -1,0 +1,439 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * memtop's BPF side: uprobes and uretprobes on the allocator entry points.
+ * Each outermost allocator call of a thread is resolved at its return, the
+ * live block is remembered by (tgid, address), and the per-site and
+ * per-process aggregates are updated here in the kernel, atomically, so that
+ * userspace reads O(sites) per refresh and nothing per event crosses over.
+ * Every event that cannot be tracked is counted in "counters".
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "memtop.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Set by userspace before load. */
+const volatile __u32 self_tgid = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1 << 20); /* --max-allocs */
+	__type(key, struct mt_live_key);
+	__type(value, struct mt_live);
+} live SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1 << 16); /* --max-stacks */
+	__type(key, struct mt_site_key);
+	__type(value, struct mt_stats);
+} sites SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1 << 16); /* --max-stacks */
+	__type(key, struct mt_site_key);
+	__type(value, struct mt_stack);
+} stacks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 14);
+	__type(key, __u32);
+	__type(value, struct mt_stats);
+} procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct mt_inflight);
+} inflight SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MT_CNT_NR);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/*
+ * Scratch for stack capture, one slot wider than a stack value on each side
+ * so that the caller's return address can be put in front of the kernel's
+ * frames without copying them.
+ */
+#define SCRATCH_WORDS (MEMTOP_MAX_FRAMES + 2)
+struct scratch {
+	__u64 w[SCRATCH_WORDS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch SEC(".maps");
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+
+	if (v)
+		__sync_fetch_and_add(v, 1);
+}
+
+static __always_inline __u64 mix64(__u64 h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	return h;
+}
+
+/*
+ * Capture the user stack, first frame = the allocator's caller. At a function
+ * entry the frame-pointer walk starts at the probed instruction and then
+ * jumps to the caller's caller, so the return address at the stack pointer is
+ * read and put first unless the kernel already did (newer kernels do).
+ */
+static __always_inline __u64 capture_stack(void *ctx, __u32 tgid, __u64 sp)
+{
+	struct mt_site_key key = { .tgid = tgid };
+	struct scratch *s;
+	struct mt_stack *st;
+	__u32 zero = 0, nr, i;
+	__u64 ret = 0, h = 0x9e3779b97f4a7c15ULL, *ips;
+	long n;
+
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 0;
+	/* Skip frame 0: the probed instruction inside the allocator. */
+	n = bpf_get_stack(ctx, &s->w[2], MEMTOP_MAX_FRAMES * sizeof(__u64),
+			  BPF_F_USER_STACK | 1);
+	if (n < 0 || bpf_probe_read_user(&ret, sizeof(ret), (void *)sp)) {
+		count(MT_CNT_STACK_FAIL);
+		return 0;
+	}
+	nr = n / sizeof(__u64);
+	if (nr > 0 && s->w[2] == ret) {
+		st = (struct mt_stack *)&s->w[1];
+	} else {
+		s->w[1] = ret;
+		nr++;
+		if (nr > MEMTOP_MAX_FRAMES)
+			nr = MEMTOP_MAX_FRAMES;
+		st = (struct mt_stack *)&s->w[0];
+	}
+	st->nr = nr;
+	st->pad = 0;
+	ips = st->ips;
+	for (i = 0; i < MEMTOP_MAX_FRAMES; i++) {
+		if (i >= nr)
+			break;
+		h = mix64(h ^ ips[i]);
+	}
+	if (!h)
+		h = 1;
+	key.stack_id = h;
+	if (bpf_map_lookup_elem(&stacks, &key))
+		return h;
+	if (bpf_map_update_elem(&stacks, &key, st, BPF_NOEXIST) &&
+	    !bpf_map_lookup_elem(&stacks, &key)) {
+		count(MT_CNT_STACK_FULL);
+		return 0;
+	}
+	return h;
+}
+
+static __always_inline struct mt_stats *stats_get(void *map, void *key,
+						  __u32 full_counter, __u64 now)
+{
+	struct mt_stats *v, zero = {};
+
+	v = bpf_map_lookup_elem(map, key);
+	if (v)
+		return v;
+	zero.first_ns = now;
+	bpf_map_update_elem(map, key, &zero, BPF_NOEXIST);
+	v = bpf_map_lookup_elem(map, key);
+	if (!v)
+		count(full_counter);
+	return v;
+}
+
+static __always_inline void stats_add(struct mt_stats *v, __s64 bytes,
+				      __s64 allocs)
+{
+	__sync_fetch_and_add(&v->outstanding_bytes, bytes);
+	__sync_fetch_and_add(&v->outstanding_allocs, allocs);
+	if (allocs > 0) {
+		__sync_fetch_and_add(&v->allocs, 1);
+		__sync_fetch_and_add(&v->alloc_bytes, bytes);
+	} else if (allocs < 0) {
+		__sync_fetch_and_add(&v->frees, 1);
+		__sync_fetch_and_add(&v->free_bytes, -bytes);
+	} else if (bytes > 0) {
+		__sync_fetch_and_add(&v->alloc_bytes, bytes);
+	} else {
+		__sync_fetch_and_add(&v->free_bytes, -bytes);
+	}
+}
+
+/* Account a change of a site's live bytes/blocks in the site and the process. */
+static __always_inline void account(__u32 tgid, __u64 stack_id, __s64 bytes,
+				    __s64 allocs, __u64 now)
+{
+	struct mt_site_key sk = { .tgid = tgid, .stack_id = stack_id };
+	struct mt_stats *ss, *ps;
+
+	ss = stats_get(&sites, &sk, MT_CNT_SITE_FULL, now);
+	if (ss) {
+		stats_add(ss, bytes, allocs);
+		if (allocs > 0)
+			ss->last_ns = now;
+	}
+	ps = stats_get(&procs, &tgid, MT_CNT_PROC_FULL, now);
+	if (ps) {
+		stats_add(ps, bytes, allocs);
+		if (allocs > 0)
+			ps->last_ns = now;
+	}
+}
+
+/* Forget a live block; false when it was not known. */
+static __always_inline bool release(__u32 tgid, __u64 addr)
+{
+	struct mt_live_key lk = { .tgid = tgid, .addr = addr };
+	struct mt_live *lv, copy;
+
+	lv = bpf_map_lookup_elem(&live, &lk);
+	if (!lv)
+		return false;
+	copy = *lv;
+	/* Whoever deletes it owns the release, so a double free counts once. */
+	if (bpf_map_delete_elem(&live, &lk))
+		return false;
+	account(tgid, copy.stack_id, -(__s64)copy.size, -1, 0);
+	return true;
+}
+
+static __always_inline void record(__u32 tgid, __u64 addr, __u64 size,
+				   __u64 stack_id)
+{
+	struct mt_live_key lk = { .tgid = tgid, .addr = addr };
+	struct mt_live lv = { .size = size, .stack_id = stack_id };
+	struct mt_site_key sk = { .tgid = tgid, .stack_id = stack_id };
+	__u64 now = bpf_ktime_get_ns();
+	long err;
+
+	/* The site must exist before the block is live, or its free is lost. */
+	if (!stats_get(&sites, &sk, MT_CNT_SITE_FULL, now))
+		return;
+	lv.ts_ns = now;
+	err = bpf_map_update_elem(&live, &lk, &lv, BPF_NOEXIST);
+	if (err == -17 /* EEXIST: its free was missed */) {
+		release(tgid, addr);
+		err = bpf_map_update_elem(&live, &lk, &lv, BPF_NOEXIST);
+	}
+	if (err) {
+		count(MT_CNT_LIVE_FULL);
+		return;
+	}
+	account(tgid, stack_id, size, 1, now);
+}
+
+static __always_inline struct mt_inflight *thread_state(void)
+{
+	struct mt_inflight *st;
+
+	st = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0,
+				  BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!st)
+		count(MT_CNT_INFLIGHT_FULL);
+	return st;
+}
+
+static __always_inline int enter(struct pt_regs *ctx, __u32 kind, __u64 a0,
+				 __u64 a1)
+{
+	__u64 sp = PT_REGS_SP(ctx);
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct mt_inflight *st;
+
+	if (tgid == self_tgid)
+		return 0;
+	st = thread_state();
+	if (!st)
+		return 0;
+	if (st->depth > 0) {
+		/* Nested calls run below the outermost frame; at or above it,
+		 * the outermost call was left without returning (unwound). */
+		if (sp < st->sp0) {
+			st->depth++;
+			return 0;
+		}
+		count(MT_CNT_DEPTH_RESET);
+	}
+	st->depth = 1;
+	st->kind = kind;
+	st->arg0 = a0;
+	st->arg1 = a1;
+	st->sp0 = sp;
+	st->last_freed = 0;
+	st->stack_id = capture_stack(ctx, tgid, sp);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(malloc_enter, __u64 size)
+{
+	return enter(ctx, MT_K_MALLOC, size, 0);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(calloc_enter, __u64 nmemb, __u64 size)
+{
+	/* An overflowing product makes the call fail: nothing is recorded. */
+	return enter(ctx, MT_K_CALLOC, nmemb * size, 0);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(realloc_enter, __u64 ptr, __u64 size)
+{
+	return enter(ctx, MT_K_REALLOC, ptr, size);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(reallocarray_enter, __u64 ptr, __u64 nmemb, __u64 size)
+{
+	return enter(ctx, MT_K_REALLOCARRAY, ptr, nmemb * size);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(memalign_enter, __u64 align, __u64 size)
+{
+	return enter(ctx, MT_K_MEMALIGN, size, 0);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(posix_memalign_enter, __u64 memptr, __u64 align, __u64 size)
+{
+	return enter(ctx, MT_K_POSIX_MEMALIGN, memptr, size);
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(alloc_exit, __u64 ret)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct mt_inflight *st;
+	__u64 old, size, ptr = 0;
+
+	if (tgid == self_tgid)
+		return 0;
+	st = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
+	if (!st || st->depth == 0)
+		return 0;
+	if (--st->depth > 0)
+		return 0;
+
+	switch (st->kind) {
+	case MT_K_MALLOC:
+	case MT_K_CALLOC:
+	case MT_K_MEMALIGN:
+		if (ret)
+			record(tgid, ret, st->arg0, st->stack_id);
+		break;
+	case MT_K_POSIX_MEMALIGN:
+		if ((int)ret != 0)
+			break;
+		if (bpf_probe_read_user(&ptr, sizeof(ptr), (void *)st->arg0)) {
+			count(MT_CNT_MEMPTR_FAIL);
+			break;
+		}
+		if (ptr)
+			record(tgid, ptr, st->arg1, st->stack_id);
+		break;
+	case MT_K_REALLOC:
+	case MT_K_REALLOCARRAY:
+		old = st->arg0;
+		size = st->arg1;
+		if (!old) {
+			if (ret)
+				record(tgid, ret, size, st->stack_id);
+		} else if (size == 0 && st->kind == MT_K_REALLOC) {
+			/* realloc(p, 0) frees p, whatever it returns. */
+			if (!release(tgid, old))
+				count(MT_CNT_UNKNOWN_FREE);
+			if (ret)
+				record(tgid, ret, 0, st->stack_id);
+		} else if (!ret) {
+			/* Failed: the old block stays as it was. */
+		} else if (ret == old) {
+			struct mt_live_key lk = { .tgid = tgid, .addr = old };
+			struct mt_live *lv = bpf_map_lookup_elem(&live, &lk);
+
+			if (lv) {
+				__s64 delta = (__s64)size - (__s64)lv->size;
+
+				lv->size = size;
+				account(tgid, lv->stack_id, delta, 0, 0);
+			} else {
+				record(tgid, ret, size, st->stack_id);
+			}
+		} else {
+			if (!release(tgid, old))
+				count(MT_CNT_UNKNOWN_FREE);
+			record(tgid, ret, size, st->stack_id);
+		}
+		break;
+	}
+	return 0;
+}
+
+static __always_inline int do_free(struct pt_regs *ctx, __u64 ptr, bool is_delete)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct mt_inflight *st;
+
+	if (!ptr || tgid == self_tgid)
+		return 0;
+	st = thread_state();
+	if (!st)
+		return 0;
+	if (st->depth > 0) {
+		if (PT_REGS_SP(ctx) < st->sp0)
+			return 0; /* inside an allocator call: not the program's free */
+		count(MT_CNT_DEPTH_RESET);
+		st->depth = 0;
+	}
+	if (!is_delete && st->last_freed == ptr) {
+		/* operator delete passing its block on to free */
+		st->last_freed = 0;
+		return 0;
+	}
+	st->last_freed = is_delete ? ptr : 0;
+	if (!release(tgid, ptr))
+		count(MT_CNT_UNKNOWN_FREE);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(free_enter, __u64 ptr)
+{
+	return do_free(ctx, ptr, false);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(delete_enter, __u64 ptr)
+{
+	return do_free(ctx, ptr, true);
+}

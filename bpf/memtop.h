@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * The one ABI shared by the BPF programs and userspace: map keys and values,
+ * lost-event counter indices and limits. Only fixed-width types with explicit
+ * padding, so both compilers lay the structs out identically; userspace
+ * checks the sizes with _Static_assert.
+ */
+#ifndef MEMTOP_H
+#define MEMTOP_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h> /* userspace; BPF gets the types from vmlinux.h */
+#endif
+
+#define MEMTOP_MAX_FRAMES 127
+
+/* Counters in the per-CPU "counters" array; every lost event has one. */
+enum memtop_counter {
+	MT_CNT_LIVE_FULL = 0, /* allocation not tracked: live map full */
+	MT_CNT_SITE_FULL, /* allocation not tracked: site map full */
+	MT_CNT_STACK_FULL, /* stack not stored: stack map full */
+	MT_CNT_STACK_FAIL, /* user stack capture failed */
+	MT_CNT_INFLIGHT_FULL, /* call not tracked: per-thread map full */
+	MT_CNT_UNKNOWN_FREE, /* free of a block not seen allocated */
+	MT_CNT_PROC_FULL, /* per-process map full */
+	MT_CNT_DEPTH_RESET, /* abandoned allocator call (unwound) */
+	MT_CNT_MEMPTR_FAIL, /* posix_memalign result unreadable */
+	MT_CNT_NR,
+};
+
+/* Kinds of allocator entry point, stored per thread between entry and return. */
+enum memtop_kind {
+	MT_K_MALLOC = 1, /* size in arg0 (malloc, valloc, pvalloc, new) */
+	MT_K_CALLOC, /* nmemb * size */
+	MT_K_REALLOC, /* old pointer, size */
+	MT_K_REALLOCARRAY, /* old pointer, nmemb * size */
+	MT_K_MEMALIGN, /* alignment, size (memalign, aligned_alloc) */
+	MT_K_POSIX_MEMALIGN, /* memptr, alignment, size */
+};
+
+/* Key of the per-site aggregate and stack maps: a stack is per process. */
+struct mt_site_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 stack_id; /* hash of the frames; 0 = stack not captured */
+};
+
+struct mt_stack {
+	__u32 nr;
+	__u32 pad;
+	__u64 ips[MEMTOP_MAX_FRAMES];
+};
+
+/* Aggregates; updated atomically by BPF, never reset. */
+struct mt_stats {
+	__s64 outstanding_bytes;
+	__s64 outstanding_allocs;
+	__u64 allocs;
+	__u64 frees;
+	__u64 alloc_bytes;
+	__u64 free_bytes;
+	__u64 first_ns; /* first allocation seen at this site or process */
+	__u64 last_ns; /* last allocation */
+};
+
+struct mt_live_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 addr;
+};
+
+struct mt_live {
+	__u64 size;
+	__u64 stack_id;
+	__u64 ts_ns;
+};
+
+/* Per-thread state between an allocator call's entry and its return. */
+struct mt_inflight {
+	__u64 arg0;
+	__u64 arg1;
+	__u64 sp0; /* stack pointer at the outermost entry */
+	__u64 stack_id;
+	__u64 last_freed; /* operator delete's pointer, so its free is not counted twice */
+	__u32 depth;
+	__u32 kind;
+};
+
+#endif /* MEMTOP_H */

@@ -1,0 +1,624 @@
+/*
+ * The collector turns raw samples (cumulative aggregates per site and per
+ * process, read from the BPF maps) into snapshots: rates over the last
+ * interval, growth over a window or since a baseline, a trend of the last
+ * refreshes, leak suspects, and each site's symbolized frames. A site's
+ * stack is fetched and symbolized once, when it first appears, so a refresh
+ * costs O(sites) plus the new sites' frames. No libbpf, no curses, no /proc:
+ * everything outside comes in through the raw sample and the hooks.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "collector.h"
+
+struct history {
+	int64_t val[SNAP_TREND];
+	uint64_t t_ns[SNAP_TREND];
+	int n; /* valid entries, oldest first */
+};
+
+struct site_state {
+	struct mt_site_key key;
+	struct mt_stats st;
+	uint64_t prev_allocs, prev_frees;
+	struct history hist;
+	int64_t base_bytes;
+	uint64_t base_ns;
+	bool has_base;
+	uint64_t seen_seq;
+	int nframes;
+	struct snap_frame *frames;
+	char *function, *location;
+};
+
+struct proc_state {
+	uint32_t pid;
+	bool alive;
+	char comm[16];
+	char cmdline[256];
+	struct mt_stats st;
+	uint64_t prev_allocs, prev_frees;
+	int64_t prev_bytes, prev_count;
+	uint64_t rss_bytes;
+	struct history hist;
+	int64_t base_bytes;
+	uint64_t base_ns;
+	bool has_base;
+	uint64_t seen_seq;
+};
+
+struct collector {
+	struct collector_opts opts;
+	struct collector_hooks hooks;
+	/* Open-addressing table of site pointers (stable addresses). */
+	struct site_state **tab;
+	size_t tab_cap, nsites;
+	struct proc_state *procs;
+	int nprocs, procs_cap;
+	uint64_t seq;
+	uint64_t start_ns, last_ns;
+	bool baseline;
+	uint64_t baseline_ns;
+	bool collapse;
+	struct snapshot snap;
+	struct snap_site *rows;
+	size_t rows_cap;
+	struct snap_proc *prows;
+	int prows_cap;
+	struct mt_stack stack_buf;
+};
+
+static uint64_t key_hash(const struct mt_site_key *k)
+{
+	uint64_t h = k->stack_id ^ ((uint64_t)k->tgid * 0x9e3779b97f4a7c15ull);
+
+	h ^= h >> 31;
+	h *= 0xbf58476d1ce4e5b9ull;
+	h ^= h >> 29;
+	return h;
+}
+
+int collector_new(struct collector **out, const struct collector_opts *opts,
+		  const struct collector_hooks *hooks)
+{
+	struct collector *c = calloc(1, sizeof(*c));
+
+	*out = NULL;
+	if (!c)
+		return -ENOMEM;
+	c->opts = *opts;
+	if (c->opts.growth_window < 1)
+		c->opts.growth_window = 5;
+	if (c->opts.growth_window >= SNAP_TREND)
+		c->opts.growth_window = SNAP_TREND - 1;
+	if (c->opts.suspect_window < 2)
+		c->opts.suspect_window = 8;
+	if (c->opts.suspect_window >= SNAP_TREND)
+		c->opts.suspect_window = SNAP_TREND - 1;
+	c->hooks = *hooks;
+	c->tab_cap = 1024;
+	c->tab = calloc(c->tab_cap, sizeof(*c->tab));
+	if (!c->tab) {
+		free(c);
+		return -ENOMEM;
+	}
+	*out = c;
+	return 0;
+}
+
+static int tab_grow(struct collector *c)
+{
+	size_t ncap = c->tab_cap * 2;
+	struct site_state **nt = calloc(ncap, sizeof(*nt));
+
+	if (!nt)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->tab_cap; i++) {
+		struct site_state *s = c->tab[i];
+		size_t j;
+
+		if (!s)
+			continue;
+		for (j = key_hash(&s->key) & (ncap - 1); nt[j];
+		     j = (j + 1) & (ncap - 1))
+			;
+		nt[j] = s;
+	}
+	free(c->tab);
+	c->tab = nt;
+	c->tab_cap = ncap;
+	return 0;
+}
+
+static struct site_state **tab_slot(struct collector *c,
+				    const struct mt_site_key *k)
+{
+	size_t j;
+
+	for (j = key_hash(k) & (c->tab_cap - 1); c->tab[j];
+	     j = (j + 1) & (c->tab_cap - 1)) {
+		if (c->tab[j]->key.tgid == k->tgid &&
+		    c->tab[j]->key.stack_id == k->stack_id)
+			break;
+	}
+	return &c->tab[j];
+}
+
+static void hist_push(struct history *h, int64_t v, uint64_t t)
+{
+	if (h->n == SNAP_TREND) {
+		memmove(h->val, h->val + 1, sizeof(h->val[0]) * (SNAP_TREND - 1));
+		memmove(h->t_ns, h->t_ns + 1,
+			sizeof(h->t_ns[0]) * (SNAP_TREND - 1));
+		h->n--;
+	}
+	h->val[h->n] = v;
+	h->t_ns[h->n] = t;
+	h->n++;
+}
+
+static double hist_growth(const struct history *h, int window)
+{
+	int i0;
+	double dt;
+
+	if (h->n < 2)
+		return 0;
+	i0 = h->n - 1 - window;
+	if (i0 < 0)
+		i0 = 0;
+	dt = (double)(h->t_ns[h->n - 1] - h->t_ns[i0]) / 1e9;
+	return dt > 0 ? (double)(h->val[h->n - 1] - h->val[i0]) / dt : 0;
+}
+
+/* Rose in more than half of the last `window` refreshes, and never fell much. */
+static bool hist_suspect(const struct history *h, int window)
+{
+	int rises = 0, steps = 0;
+
+	for (int i = h->n - 1; i > 0 && steps < window; i--, steps++)
+		if (h->val[i] > h->val[i - 1])
+			rises++;
+	return steps >= 3 && rises * 2 > steps &&
+	       h->val[h->n - 1] > h->val[h->n - 1 - steps];
+}
+
+static char *fmt_unknown(const struct sym_info *si, uint64_t ip)
+{
+	char buf[512];
+
+	if (si && si->module)
+		snprintf(buf, sizeof(buf), "[%s+0x%" PRIx64 "]", si->module,
+			 si->offset);
+	else
+		snprintf(buf, sizeof(buf), "[unknown 0x%" PRIx64 "]", ip);
+	return strdup(buf);
+}
+
+static int site_resolve(struct collector *c, struct site_state *s)
+{
+	struct mt_stack *st = &c->stack_buf;
+	int n = 0;
+
+	if (s->key.stack_id && c->hooks.stack &&
+	    !c->hooks.stack(c->hooks.ctx, &s->key, st))
+		n = st->nr > MEMTOP_MAX_FRAMES ? MEMTOP_MAX_FRAMES : (int)st->nr;
+	if (n) {
+		s->frames = calloc(n, sizeof(*s->frames));
+		if (!s->frames)
+			return -ENOMEM;
+	}
+	for (int i = 0; i < n; i++) {
+		struct snap_frame *f = &s->frames[i];
+		struct sym_info si = { 0 };
+		bool ok = c->hooks.symbolize &&
+			  !c->hooks.symbolize(c->hooks.ctx, s->key.tgid,
+					      st->ips[i], &si);
+		char loc[512];
+
+		f->ip = st->ips[i];
+		f->func = ok && si.func ? strdup(si.func) : fmt_unknown(ok ? &si : NULL, f->ip);
+		if (ok && si.file && si.line)
+			snprintf(loc, sizeof(loc), "%s:%d", si.file, si.line);
+		else if (ok && si.module)
+			snprintf(loc, sizeof(loc), "[%s+0x%" PRIx64 "]",
+				 si.module, si.offset);
+		else
+			snprintf(loc, sizeof(loc), "[unknown]");
+		f->location = strdup(loc);
+		f->module = strdup(ok && si.module ? si.module : "");
+		if (!f->func || !f->location || !f->module)
+			return -ENOMEM;
+		s->nframes = i + 1;
+	}
+	if (s->nframes) {
+		s->function = strdup(s->frames[0].func);
+		s->location = strdup(s->frames[0].location);
+	} else {
+		s->function = strdup(s->key.stack_id ? "[stack unavailable]"
+						     : "[stack not captured]");
+		s->location = strdup("[unknown]");
+	}
+	return s->function && s->location ? 0 : -ENOMEM;
+}
+
+static struct site_state *site_get(struct collector *c,
+				   const struct mt_site_key *k)
+{
+	struct site_state **slot, *s;
+
+	if ((c->nsites + 1) * 2 > c->tab_cap && tab_grow(c))
+		return NULL;
+	slot = tab_slot(c, k);
+	if (*slot)
+		return *slot;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->key = *k;
+	if (c->baseline) {
+		s->has_base = true;
+		s->base_ns = c->baseline_ns;
+	}
+	if (site_resolve(c, s)) {
+		/* Keep the site with what it has: numbers matter more than names. */
+		if (!s->function)
+			s->function = strdup("[no memory]");
+		if (!s->location)
+			s->location = strdup("[unknown]");
+		if (!s->function || !s->location) {
+			free(s->function);
+			free(s->location);
+			free(s);
+			return NULL;
+		}
+	}
+	*slot = s;
+	c->nsites++;
+	return s;
+}
+
+static struct proc_state *proc_get(struct collector *c, uint32_t pid)
+{
+	struct proc_state *p;
+
+	for (int i = 0; i < c->nprocs; i++)
+		if (c->procs[i].pid == pid)
+			return &c->procs[i];
+	if (c->nprocs == c->procs_cap) {
+		int ncap = c->procs_cap ? c->procs_cap * 2 : 16;
+
+		p = realloc(c->procs, ncap * sizeof(*p));
+		if (!p)
+			return NULL;
+		c->procs = p;
+		c->procs_cap = ncap;
+	}
+	p = &c->procs[c->nprocs++];
+	memset(p, 0, sizeof(*p));
+	p->pid = pid;
+	if (c->baseline) {
+		p->has_base = true;
+		p->base_ns = c->baseline_ns;
+	}
+	return p;
+}
+
+static double rate(uint64_t now, uint64_t prev, double dt)
+{
+	return dt > 0 && now >= prev ? (double)(now - prev) / dt : 0;
+}
+
+static double growth_since(int64_t now, int64_t base, uint64_t now_ns,
+			   uint64_t base_ns)
+{
+	double dt = (double)(now_ns - base_ns) / 1e9;
+
+	return dt > 0 ? (double)(now - base) / dt : 0;
+}
+
+static void fill_site_row(struct collector *c, struct snap_site *r,
+			  struct site_state *s, double dt)
+{
+	const struct mt_stats *st = &s->st;
+
+	memset(r, 0, sizeof(*r));
+	r->pid = s->key.tgid;
+	r->stack_id = s->key.stack_id;
+	snprintf(r->site_id, sizeof(r->site_id), "%016" PRIx64,
+		 (uint64_t)s->key.stack_id);
+	r->outstanding_bytes = st->outstanding_bytes;
+	r->outstanding_allocs = st->outstanding_allocs;
+	r->allocs = st->allocs;
+	r->frees = st->frees;
+	r->alloc_bytes = st->alloc_bytes;
+	r->free_bytes = st->free_bytes;
+	r->alloc_rate = rate(st->allocs, s->prev_allocs, dt);
+	r->free_rate = rate(st->frees, s->prev_frees, dt);
+	r->growth_bps = s->has_base ? growth_since(st->outstanding_bytes,
+						   s->base_bytes, c->last_ns,
+						   s->base_ns)
+				    : hist_growth(&s->hist, c->opts.growth_window);
+	r->age_s = st->first_ns && c->last_ns > st->first_ns
+			   ? (double)(c->last_ns - st->first_ns) / 1e9
+			   : 0;
+	r->ntrend = s->hist.n;
+	memcpy(r->trend, s->hist.val, sizeof(r->trend[0]) * s->hist.n);
+	r->suspect = hist_suspect(&s->hist, c->opts.suspect_window);
+	r->function = s->function;
+	r->location = s->location;
+	r->nframes = s->nframes;
+	r->frames = s->frames;
+}
+
+static int cmp_row_collapse(const void *a, const void *b)
+{
+	const struct snap_site *x = a, *y = b;
+	int d;
+
+	if (x->pid != y->pid)
+		return x->pid < y->pid ? -1 : 1;
+	d = strcmp(x->function, y->function);
+	if (d)
+		return d;
+	return x->outstanding_bytes > y->outstanding_bytes ? -1
+	       : x->outstanding_bytes < y->outstanding_bytes ? 1
+							      : 0;
+}
+
+/* Merge rows of one process that share a function; the biggest row's stack
+ * stands for the group. */
+static size_t collapse_rows(struct snap_site *rows, size_t n)
+{
+	size_t out = 0;
+
+	qsort(rows, n, sizeof(*rows), cmp_row_collapse);
+	for (size_t i = 0; i < n; i++) {
+		struct snap_site *d = &rows[out - (out ? 1 : 0)];
+
+		if (out && d->pid == rows[i].pid &&
+		    !strcmp(d->function, rows[i].function)) {
+			d->outstanding_bytes += rows[i].outstanding_bytes;
+			d->outstanding_allocs += rows[i].outstanding_allocs;
+			d->allocs += rows[i].allocs;
+			d->frees += rows[i].frees;
+			d->alloc_bytes += rows[i].alloc_bytes;
+			d->free_bytes += rows[i].free_bytes;
+			d->alloc_rate += rows[i].alloc_rate;
+			d->free_rate += rows[i].free_rate;
+			d->growth_bps += rows[i].growth_bps;
+			if (rows[i].age_s > d->age_s)
+				d->age_s = rows[i].age_s;
+			for (int k = 0; k < d->ntrend && k < rows[i].ntrend; k++)
+				d->trend[d->ntrend - 1 - k] +=
+					rows[i].trend[rows[i].ntrend - 1 - k];
+			d->suspect |= rows[i].suspect;
+			continue;
+		}
+		rows[out++] = rows[i];
+	}
+	return out;
+}
+
+static int build_snapshot(struct collector *c, double dt)
+{
+	struct snapshot *s = &c->snap;
+	size_t n = 0;
+
+	if (c->rows_cap < c->nsites) {
+		struct snap_site *r = realloc(c->rows, c->nsites * sizeof(*r));
+
+		if (!r)
+			return -ENOMEM;
+		c->rows = r;
+		c->rows_cap = c->nsites;
+	}
+	if (c->prows_cap < c->nprocs) {
+		struct snap_proc *p = realloc(c->prows, c->nprocs * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		c->prows = p;
+		c->prows_cap = c->nprocs;
+	}
+	for (size_t i = 0; i < c->tab_cap; i++) {
+		struct site_state *st = c->tab[i];
+
+		if (st && st->seen_seq == c->seq)
+			fill_site_row(c, &c->rows[n++], st, dt);
+	}
+	if (c->collapse)
+		n = collapse_rows(c->rows, n);
+	s->sites = c->rows;
+	s->nsites = (int)n;
+	s->procs = c->prows;
+	s->nprocs = 0;
+	s->outstanding_bytes = s->outstanding_allocs = 0;
+	s->allocs = s->frees = 0;
+	s->alloc_rate = s->free_rate = 0;
+	s->rss_bytes = 0;
+	for (int i = 0; i < c->nprocs; i++) {
+		struct proc_state *p = &c->procs[i];
+		struct snap_proc *r = &c->prows[s->nprocs++];
+
+		memset(r, 0, sizeof(*r));
+		r->pid = p->pid;
+		r->alive = p->alive;
+		memcpy(r->comm, p->comm, sizeof(r->comm));
+		memcpy(r->cmdline, p->cmdline, sizeof(r->cmdline));
+		r->outstanding_bytes = p->st.outstanding_bytes;
+		r->outstanding_allocs = p->st.outstanding_allocs;
+		r->allocs = p->st.allocs;
+		r->frees = p->st.frees;
+		r->alloc_bytes = p->st.alloc_bytes;
+		r->free_bytes = p->st.free_bytes;
+		r->delta_bytes = p->st.outstanding_bytes - p->prev_bytes;
+		r->delta_allocs = p->st.outstanding_allocs - p->prev_count;
+		r->alloc_rate = rate(p->st.allocs, p->prev_allocs, dt);
+		r->free_rate = rate(p->st.frees, p->prev_frees, dt);
+		r->growth_bps = p->has_base
+					? growth_since(p->st.outstanding_bytes,
+						       p->base_bytes, c->last_ns,
+						       p->base_ns)
+					: hist_growth(&p->hist,
+						      c->opts.growth_window);
+		r->rss_bytes = p->rss_bytes;
+		r->ntrend = p->hist.n;
+		memcpy(r->trend, p->hist.val, sizeof(r->trend[0]) * p->hist.n);
+		for (size_t k = 0; k < n; k++) {
+			if (c->rows[k].pid != p->pid)
+				continue;
+			r->nsites++;
+			r->nsuspects += c->rows[k].suspect;
+		}
+		s->outstanding_bytes += r->outstanding_bytes;
+		s->outstanding_allocs += r->outstanding_allocs;
+		s->allocs += r->allocs;
+		s->frees += r->frees;
+		s->alloc_rate += r->alloc_rate;
+		s->free_rate += r->free_rate;
+		s->rss_bytes += r->rss_bytes;
+	}
+	s->baseline = c->baseline;
+	snapshot_sort_sites(s->sites, s->nsites, c->opts.sort, c->opts.reverse);
+	return 0;
+}
+
+int collector_update(struct collector *c, const struct raw_sample *raw,
+		     const struct snapshot **out)
+{
+	struct snapshot *s = &c->snap;
+	double dt;
+	int err;
+
+	c->seq++;
+	if (!c->start_ns)
+		c->start_ns = raw->mono_ns;
+	dt = c->last_ns ? (double)(raw->mono_ns - c->last_ns) / 1e9 : 0;
+	c->last_ns = raw->mono_ns;
+	for (size_t i = 0; i < raw->nsites; i++) {
+		const struct raw_site *r = &raw->sites[i];
+		struct site_state *st = site_get(c, &r->key);
+
+		if (!st)
+			return -ENOMEM;
+		if (st->seen_seq) {
+			st->prev_allocs = st->st.allocs;
+			st->prev_frees = st->st.frees;
+		} else {
+			/* New since the last refresh: all its calls were in it. */
+			st->prev_allocs = 0;
+			st->prev_frees = 0;
+		}
+		st->st = r->st;
+		st->seen_seq = c->seq;
+		hist_push(&st->hist, r->st.outstanding_bytes, raw->mono_ns);
+	}
+	for (size_t i = 0; i < raw->nprocs; i++) {
+		const struct raw_proc *r = &raw->procs[i];
+		struct proc_state *p = proc_get(c, r->tgid);
+
+		if (!p)
+			return -ENOMEM;
+		p->prev_allocs = p->st.allocs;
+		p->prev_frees = p->st.frees;
+		p->prev_bytes = p->st.outstanding_bytes;
+		p->prev_count = p->st.outstanding_allocs;
+		if (r->has_stats)
+			p->st = r->st;
+		p->alive = r->alive;
+		if (r->comm[0])
+			memcpy(p->comm, r->comm, sizeof(p->comm));
+		if (r->cmdline[0])
+			memcpy(p->cmdline, r->cmdline, sizeof(p->cmdline));
+		if (r->alive)
+			p->rss_bytes = r->rss_bytes;
+		p->seen_seq = c->seq;
+		hist_push(&p->hist, p->st.outstanding_bytes, raw->mono_ns);
+	}
+	err = build_snapshot(c, dt);
+	if (err)
+		return err;
+	s->seq = c->seq;
+	s->wall = raw->wall;
+	s->elapsed_s = (double)(raw->mono_ns - c->start_ns) / 1e9;
+	s->interval_s = dt;
+	memcpy(s->lost, raw->counters, sizeof(s->lost));
+	s->recursion_misses = raw->recursion_misses;
+	s->lost_total = raw->recursion_misses;
+	for (int i = 0; i < MT_CNT_NR; i++)
+		if (i != MT_CNT_UNKNOWN_FREE && i != MT_CNT_DEPTH_RESET)
+			s->lost_total += raw->counters[i];
+	*out = s;
+	return 0;
+}
+
+const struct snapshot *collector_snapshot(struct collector *c)
+{
+	snapshot_sort_sites(c->snap.sites, c->snap.nsites, c->opts.sort,
+			    c->opts.reverse);
+	return &c->snap;
+}
+
+void collector_set_sort(struct collector *c, enum sort_field f, bool reverse)
+{
+	c->opts.sort = f;
+	c->opts.reverse = reverse;
+	snapshot_sort_sites(c->snap.sites, c->snap.nsites, f, reverse);
+}
+
+void collector_set_baseline(struct collector *c, bool on)
+{
+	c->baseline = on;
+	c->baseline_ns = c->last_ns;
+	for (size_t i = 0; i < c->tab_cap; i++) {
+		struct site_state *s = c->tab[i];
+
+		if (!s)
+			continue;
+		s->has_base = on;
+		s->base_bytes = s->st.outstanding_bytes;
+		s->base_ns = c->last_ns;
+	}
+	for (int i = 0; i < c->nprocs; i++) {
+		c->procs[i].has_base = on;
+		c->procs[i].base_bytes = c->procs[i].st.outstanding_bytes;
+		c->procs[i].base_ns = c->last_ns;
+	}
+	c->snap.baseline = on;
+}
+
+void collector_set_collapse(struct collector *c, bool on)
+{
+	c->collapse = on;
+}
+
+static void site_free(struct site_state *s)
+{
+	for (int i = 0; i < s->nframes; i++) {
+		free((char *)s->frames[i].func);
+		free((char *)s->frames[i].location);
+		free((char *)s->frames[i].module);
+	}
+	free(s->frames);
+	free(s->function);
+	free(s->location);
+	free(s);
+}
+
+void collector_free(struct collector *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->tab_cap; i++)
+		if (c->tab[i])
+			site_free(c->tab[i]);
+	free(c->tab);
+	free(c->procs);
+	free(c->rows);
+	free(c->prows);
+	free(c);
+}

@@ -1,0 +1,48 @@
+/*
+ * The collector: memtop's model. It turns raw samples into snapshots:
+ * per-site and per-process rates, growth, trends, leak suspects and a
+ * baseline, and the frames of each site, fetched and symbolized once through
+ * the hooks it is given. It knows nothing of libbpf or curses.
+ */
+#ifndef MEMTOP_COLLECTOR_H
+#define MEMTOP_COLLECTOR_H
+
+#include <stdbool.h>
+#include "sample.h"
+#include "snapshot.h"
+#include "symbolizer.h"
+
+struct collector;
+
+struct collector_hooks {
+	void *ctx;
+	/* Frames of a site's stack; 0 or -errno. */
+	int (*stack)(void *ctx, const struct mt_site_key *key,
+		     struct mt_stack *out);
+	/* Names for a frame; strings are copied by the collector. */
+	int (*symbolize)(void *ctx, uint32_t pid, uint64_t ip,
+			 struct sym_info *out);
+};
+
+struct collector_opts {
+	enum sort_field sort;
+	bool reverse;
+	int growth_window; /* refreshes over which GROWTH is measured */
+	int suspect_window; /* refreshes looked at for leak suspects */
+};
+
+int collector_new(struct collector **out, const struct collector_opts *opts,
+		  const struct collector_hooks *hooks);
+/* Fold a raw sample in; the returned snapshot is valid until the next call. */
+int collector_update(struct collector *c, const struct raw_sample *raw,
+		     const struct snapshot **out);
+/* The latest snapshot again, re-sorted (no new reading). */
+const struct snapshot *collector_snapshot(struct collector *c);
+void collector_set_sort(struct collector *c, enum sort_field f, bool reverse);
+/* Set the baseline at the latest snapshot; clear it when on is false. */
+void collector_set_baseline(struct collector *c, bool on);
+/* Collapse sites by function (stacks that share frames[0].func). */
+void collector_set_collapse(struct collector *c, bool on);
+void collector_free(struct collector *c);
+
+#endif

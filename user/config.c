@@ -1,0 +1,264 @@
+/*
+ * Command-line parsing for memtop. Every value is range-checked here and a
+ * bad one is reported as one line naming the option and the value, so that
+ * main can print it and exit non-zero before anything is attached.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "config.h"
+
+enum {
+	OPT_CSV = 256,
+	OPT_FOLDED,
+	OPT_CSV_TOP,
+	OPT_LIB,
+	OPT_MAX_ALLOCS,
+	OPT_MAX_STACKS,
+	OPT_TOP,
+	OPT_VERSION,
+};
+
+static const struct option long_opts[] = {
+	{ "pid", required_argument, NULL, 'p' },
+	{ "batch", no_argument, NULL, 'b' },
+	{ "delay", required_argument, NULL, 'd' },
+	{ "iterations", required_argument, NULL, 'n' },
+	{ "sort", required_argument, NULL, 'o' },
+	{ "reverse", no_argument, NULL, 'r' },
+	{ "no-color", no_argument, NULL, 'C' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "csv", required_argument, NULL, OPT_CSV },
+	{ "folded", required_argument, NULL, OPT_FOLDED },
+	{ "csv-top", required_argument, NULL, OPT_CSV_TOP },
+	{ "top", required_argument, NULL, OPT_TOP },
+	{ "lib", required_argument, NULL, OPT_LIB },
+	{ "max-allocs", required_argument, NULL, OPT_MAX_ALLOCS },
+	{ "max-stacks", required_argument, NULL, OPT_MAX_STACKS },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ NULL, 0, NULL, 0 },
+};
+
+void config_usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: memtop [OPTIONS] -p PID[,PID...]\n"
+		"Trace the heap allocations of running processes with eBPF and show\n"
+		"which call stacks hold outstanding memory and whether it grows.\n"
+		"\n"
+		"  -p, --pid PID[,PID...]  processes to trace (required)\n"
+		"  -b, --batch             print text samples instead of the live screen\n"
+		"  -d, --delay SECS        refresh interval (default 1, fractions allowed)\n"
+		"  -n, --iterations N      stop after N samples\n"
+		"  -o, --sort FIELD        outstanding, count, growth, alloc, free, avg,\n"
+		"                          age or function (default outstanding)\n"
+		"  -r, --reverse           reverse the sort order\n"
+		"      --top N             call sites per sample in batch mode (default 20, 0 all)\n"
+		"      --csv FILE          write a CSV sample every interval ('-' stdout)\n"
+		"      --csv-top N         site rows per process per sample (default 100, 0 all)\n"
+		"      --folded FILE       at exit, write outstanding bytes as folded stacks\n"
+		"      --lib PATH          also probe the allocator functions in PATH\n"
+		"                          (jemalloc, tcmalloc, a static executable); repeatable\n"
+		"      --max-allocs N      live allocations tracked (default 1048576)\n"
+		"      --max-stacks N      call stacks tracked (default 65536)\n"
+		"  -C, --no-color          no colours (also when NO_COLOR is set)\n"
+		"  -v, --verbose           say what is probed, show libbpf messages\n"
+		"  -h, --help              this help\n"
+		"      --version           print the version\n"
+		"\n"
+		"Examples:\n"
+		"  sudo memtop -p 1234                      live view of one process\n"
+		"  sudo memtop -p 1234 -b -d 5 -n 12        a minute of text samples\n"
+		"  sudo memtop -p 1234 -b --csv out.csv --folded out.folded\n");
+}
+
+static int fail(char *err, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, len, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+static int parse_long(const char *s, long min, long max, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int parse_pids(struct config *cfg, const char *arg, char *err,
+		      size_t len)
+{
+	char buf[1024], *tok, *save = NULL;
+	long v;
+
+	if (strlen(arg) >= sizeof(buf) || !*arg)
+		return fail(err, len, "invalid PID list '%s'", arg);
+	strcpy(buf, arg);
+	for (tok = strtok_r(buf, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		if (parse_long(tok, 1, INT_MAX, &v))
+			return fail(err, len,
+				    "invalid PID '%s': expected a positive number",
+				    tok);
+		if (cfg->npids == CONFIG_MAX_PIDS)
+			return fail(err, len, "too many PIDs (at most %d)",
+				    CONFIG_MAX_PIDS);
+		cfg->pids[cfg->npids++] = (pid_t)v;
+	}
+	if (!cfg->npids)
+		return fail(err, len, "invalid PID list '%s'", arg);
+	return 0;
+}
+
+int config_parse(struct config *cfg, int argc, char **argv, char *err,
+		 size_t errlen)
+{
+	const char *nc = getenv("NO_COLOR");
+	char *end;
+	long v;
+	int c;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->interval_s = 1.0;
+	cfg->csv_top = 100;
+	cfg->top = 20;
+	cfg->sort = SORT_OUTSTANDING;
+	cfg->max_allocs = 1ul << 20;
+	cfg->max_stacks = 1ul << 16;
+	cfg->no_color = nc && *nc;
+	err[0] = '\0';
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":p:bd:n:o:rCvh", long_opts,
+				NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			if (parse_pids(cfg, optarg, err, errlen))
+				return -EINVAL;
+			break;
+		case 'b':
+			cfg->batch = true;
+			break;
+		case 'd':
+			errno = 0;
+			cfg->interval_s = strtod(optarg, &end);
+			if (errno || end == optarg || *end ||
+			    !isfinite(cfg->interval_s) ||
+			    cfg->interval_s < 0.01 || cfg->interval_s > 3600)
+				return fail(err, errlen,
+					    "invalid interval -d '%s': expected seconds between 0.01 and 3600",
+					    optarg);
+			break;
+		case 'n':
+			if (parse_long(optarg, 1, LONG_MAX, &v))
+				return fail(err, errlen,
+					    "invalid -n '%s': expected a positive number of samples",
+					    optarg);
+			cfg->iterations = v;
+			break;
+		case 'o':
+			if (sort_field_parse(optarg, &cfg->sort))
+				return fail(err, errlen,
+					    "invalid sort field '%s': expected outstanding, count, growth, alloc, free, avg, age or function",
+					    optarg);
+			break;
+		case 'r':
+			cfg->reverse = true;
+			break;
+		case 'C':
+			cfg->no_color = true;
+			break;
+		case 'v':
+			cfg->verbose = true;
+			break;
+		case 'h':
+			return CONFIG_HELP;
+		case OPT_VERSION:
+			return CONFIG_VERSION;
+		case OPT_CSV:
+			if (!*optarg)
+				return fail(err, errlen, "--csv needs a file name");
+			cfg->csv_path = optarg;
+			break;
+		case OPT_FOLDED:
+			if (!*optarg)
+				return fail(err, errlen,
+					    "--folded needs a file name");
+			cfg->folded_path = optarg;
+			break;
+		case OPT_CSV_TOP:
+			if (parse_long(optarg, 0, INT_MAX, &v))
+				return fail(err, errlen,
+					    "invalid --csv-top '%s': expected a number >= 0",
+					    optarg);
+			cfg->csv_top = (int)v;
+			break;
+		case OPT_TOP:
+			if (parse_long(optarg, 0, INT_MAX, &v))
+				return fail(err, errlen,
+					    "invalid --top '%s': expected a number >= 0",
+					    optarg);
+			cfg->top = (int)v;
+			break;
+		case OPT_LIB:
+			if (cfg->nlibs == CONFIG_MAX_LIBS)
+				return fail(err, errlen,
+					    "too many --lib (at most %d)",
+					    CONFIG_MAX_LIBS);
+			if (!*optarg)
+				return fail(err, errlen, "--lib needs a path");
+			cfg->libs[cfg->nlibs++] = optarg;
+			break;
+		case OPT_MAX_ALLOCS:
+			if (parse_long(optarg, 1, 1l << 28, &v))
+				return fail(err, errlen,
+					    "invalid --max-allocs '%s': expected 1 to %ld",
+					    optarg, 1l << 28);
+			cfg->max_allocs = (unsigned long)v;
+			break;
+		case OPT_MAX_STACKS:
+			if (parse_long(optarg, 1, 1l << 24, &v))
+				return fail(err, errlen,
+					    "invalid --max-stacks '%s': expected 1 to %ld",
+					    optarg, 1l << 24);
+			cfg->max_stacks = (unsigned long)v;
+			break;
+		case ':':
+			if (optopt)
+				return fail(err, errlen,
+					    "option -%c needs an argument",
+					    optopt);
+			return fail(err, errlen, "option %s needs an argument",
+				    argv[optind - 1]);
+		default:
+			if (optopt)
+				return fail(err, errlen, "unknown option -%c",
+					    optopt);
+			return fail(err, errlen, "unknown option %s",
+				    argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return fail(err, errlen, "unexpected argument '%s'",
+			    argv[optind]);
+	if (!cfg->npids)
+		return fail(err, errlen,
+			    "no process given: use -p PID (see memtop --help)");
+	return CONFIG_RUN;
+}

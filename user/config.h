@@ -1,0 +1,51 @@
+/*
+ * memtop's configuration: the command line parsed into one struct, with
+ * every value checked, so the rest of memtop never sees bad input.
+ */
+#ifndef MEMTOP_CONFIG_H
+#define MEMTOP_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/types.h>
+#include "snapshot.h"
+
+#define CONFIG_MAX_PIDS 64
+#define CONFIG_MAX_LIBS 16
+
+struct config {
+	pid_t pids[CONFIG_MAX_PIDS];
+	int npids;
+	char *libs[CONFIG_MAX_LIBS]; /* point into argv */
+	int nlibs;
+	double interval_s; /* -d */
+	long iterations; /* -n; 0 = until stopped */
+	bool batch; /* -b */
+	const char *csv_path; /* --csv; "-" = stdout */
+	const char *folded_path; /* --folded */
+	int csv_top; /* --csv-top; 0 = all */
+	int top; /* --top: rows in batch mode; 0 = all */
+	enum sort_field sort; /* -o */
+	bool reverse;
+	unsigned long max_allocs; /* --max-allocs */
+	unsigned long max_stacks; /* --max-stacks */
+	bool no_color; /* -C, or NO_COLOR set */
+	bool verbose; /* -v */
+};
+
+enum config_action {
+	CONFIG_RUN = 0,
+	CONFIG_HELP,
+	CONFIG_VERSION,
+};
+
+/*
+ * Parse argv into cfg. Returns a config_action (>= 0), or -EINVAL with a
+ * one-line message naming the problem in err.
+ */
+int config_parse(struct config *cfg, int argc, char **argv, char *err,
+		 size_t errlen);
+void config_usage(FILE *f);
+
+#endif

@@ -1,0 +1,235 @@
+/*
+ * Formatting shared by every view: human byte units, ISO 8601 timestamps,
+ * and the site sort order (field names as the user types them, and the
+ * comparison itself), so that batch, CSV and the live screen print numbers
+ * and order rows the same way.
+ */
+#define _GNU_SOURCE /* qsort_r */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <linux/types.h> /* memtop.h, reached through snapshot.h, needs __u32 */
+#include "snapshot.h"
+#include "views.h"
+
+static const char *const unit_names[] = {"B", "KiB", "MiB", "GiB"};
+#define NUNITS ((int)(sizeof(unit_names) / sizeof(unit_names[0])))
+
+char *fmt_bytes(char *buf, size_t len, double bytes, int unit)
+{
+	const char *sign = "";
+	double v = bytes;
+	int u;
+
+	if (!buf || !len)
+		return buf;
+	if (isnan(v)) {
+		snprintf(buf, len, "? B");
+		return buf;
+	}
+	if (v < 0) {
+		sign = "-";
+		v = -v;
+	}
+	if (unit >= 1 && unit <= NUNITS) {
+		u = unit - 1;
+		v /= (double)(1ULL << (10 * u));
+	} else {
+		u = 0;
+		while (u < NUNITS - 1 && v >= 1024.0) {
+			v /= 1024.0;
+			u++;
+		}
+		/*
+		 * 1048575 B is 1023.999 KiB, which "%.1f" would print as
+		 * "1024.0 KiB": step up when rounding reaches the next unit.
+		 */
+		if (u > 0 && u < NUNITS - 1 && v >= 1023.95) {
+			v /= 1024.0;
+			u++;
+		}
+	}
+	/* Whole bytes have no fraction worth showing; larger units get one. */
+	if (u == 0)
+		snprintf(buf, len, "%s%.0f B", sign, v);
+	else
+		snprintf(buf, len, "%s%.1f %s", sign, v, unit_names[u]);
+	/* "-0 B" from a tiny negative rate reads like a bug. */
+	if (u == 0 && *sign && strcmp(buf, "-0 B") == 0)
+		snprintf(buf, len, "0 B");
+	return buf;
+}
+
+char *fmt_iso8601(char *buf, size_t len, const struct timespec *ts)
+{
+	time_t sec;
+	long nsec;
+	struct tm tm;
+	size_t n;
+
+	if (!buf || !len)
+		return buf;
+	buf[0] = '\0';
+	if (!ts)
+		return buf;
+	sec = ts->tv_sec;
+	nsec = ts->tv_nsec;
+	/* Tolerate unnormalised input rather than print ".-250" or ".1500". */
+	if (nsec < 0 || nsec >= 1000000000L) {
+		sec += nsec / 1000000000L;
+		nsec %= 1000000000L;
+		if (nsec < 0) {
+			nsec += 1000000000L;
+			sec--;
+		}
+	}
+	if (!gmtime_r(&sec, &tm))
+		return buf;
+	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!n) {
+		buf[0] = '\0';
+		return buf;
+	}
+	snprintf(buf + n, len - n, ".%03ldZ", nsec / 1000000L);
+	return buf;
+}
+
+static const struct {
+	const char *name;
+	enum sort_field field;
+} sort_names[] = {
+	/* The first name of each field is its canonical one. */
+	{"outstanding", SORT_OUTSTANDING},
+	{"bytes", SORT_OUTSTANDING},
+	{"mem", SORT_OUTSTANDING},
+	{"count", SORT_COUNT},
+	{"growth", SORT_GROWTH},
+	{"alloc", SORT_ALLOC_RATE},
+	{"alloc-rate", SORT_ALLOC_RATE},
+	{"free", SORT_FREE_RATE},
+	{"free-rate", SORT_FREE_RATE},
+	{"avg", SORT_AVG},
+	{"age", SORT_AGE},
+	{"function", SORT_FUNCTION},
+};
+
+const char *sort_field_name(enum sort_field f)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(sort_names) / sizeof(sort_names[0]); i++)
+		if (sort_names[i].field == f)
+			return sort_names[i].name;
+	return "?";
+}
+
+int sort_field_parse(const char *s, enum sort_field *out)
+{
+	size_t i;
+
+	if (!s || !out)
+		return -EINVAL;
+	for (i = 0; i < sizeof(sort_names) / sizeof(sort_names[0]); i++) {
+		if (strcasecmp(s, sort_names[i].name) == 0) {
+			*out = sort_names[i].field;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+static double site_avg(const struct snap_site *s)
+{
+	if (s->outstanding_allocs <= 0)
+		return 0;
+	return (double)s->outstanding_bytes / (double)s->outstanding_allocs;
+}
+
+/* NaN sorts below every number, so a bad rate cannot break transitivity. */
+static int cmp_double(double a, double b)
+{
+	if (isnan(a))
+		return isnan(b) ? 0 : -1;
+	if (isnan(b))
+		return 1;
+	return (a > b) - (a < b);
+}
+
+static int cmp_i64(int64_t a, int64_t b)
+{
+	return (a > b) - (a < b);
+}
+
+static int cmp_str(const char *a, const char *b)
+{
+	int r;
+
+	a = a ? a : "";
+	b = b ? b : "";
+	r = strcasecmp(a, b);
+	return r ? r : strcmp(a, b);
+}
+
+/* Positive when a comes after b in ascending order of the field. */
+static int cmp_field(const struct snap_site *a, const struct snap_site *b,
+		     enum sort_field f)
+{
+	switch (f) {
+	case SORT_OUTSTANDING:
+		return cmp_i64(a->outstanding_bytes, b->outstanding_bytes);
+	case SORT_COUNT:
+		return cmp_i64(a->outstanding_allocs, b->outstanding_allocs);
+	case SORT_GROWTH:
+		return cmp_double(a->growth_bps, b->growth_bps);
+	case SORT_ALLOC_RATE:
+		return cmp_double(a->alloc_rate, b->alloc_rate);
+	case SORT_FREE_RATE:
+		return cmp_double(a->free_rate, b->free_rate);
+	case SORT_AVG:
+		return cmp_double(site_avg(a), site_avg(b));
+	case SORT_AGE:
+		return cmp_double(a->age_s, b->age_s);
+	case SORT_FUNCTION:
+		return cmp_str(a->function, b->function);
+	default:
+		return 0;
+	}
+}
+
+struct sort_ctx {
+	enum sort_field field;
+	bool reverse;
+};
+
+static int cmp_sites(const void *pa, const void *pb, void *arg)
+{
+	const struct snap_site *a = pa, *b = pb;
+	const struct sort_ctx *c = arg;
+	int r;
+
+	r = cmp_field(a, b, c->field);
+	/* Numbers read best largest first; names alphabetically. */
+	if (c->field != SORT_FUNCTION)
+		r = -r;
+	/* Ties must not depend on qsort, or rows jump between refreshes. */
+	if (!r)
+		r = -cmp_i64(a->outstanding_bytes, b->outstanding_bytes);
+	if (!r)
+		r = strcmp(a->site_id, b->site_id);
+	if (!r)
+		r = (a->pid > b->pid) - (a->pid < b->pid);
+	return c->reverse ? -r : r;
+}
+
+void snapshot_sort_sites(struct snap_site *sites, int n, enum sort_field f,
+			 bool reverse)
+{
+	struct sort_ctx c = {.field = f, .reverse = reverse};
+
+	if (!sites || n < 2)
+		return;
+	qsort_r(sites, (size_t)n, sizeof(*sites), cmp_sites, &c);
+}

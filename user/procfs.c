@@ -1,0 +1,118 @@
+/*
+ * Reading /proc for what the BPF side cannot know: whether a process is
+ * alive, its name and command line, its RSS, and its mappings. The maps
+ * line parser takes untrusted text (paths are chosen by the target) and is
+ * kept separate so it can be unit-tested and fuzzed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "procfs.h"
+
+int procfs_parse_maps_line(const char *line, struct maps_entry *e)
+{
+	unsigned long long start, end, off, ino;
+	unsigned maj, min;
+	char perms[5];
+	int n = 0;
+	const char *p;
+	size_t len;
+
+	memset(e, 0, sizeof(*e));
+	if (sscanf(line, "%llx-%llx %4s %llx %x:%x %llu%n", &start, &end,
+		   perms, &off, &maj, &min, &ino, &n) != 7)
+		return -EINVAL;
+	if (end < start || strlen(perms) != 4)
+		return -EINVAL;
+	e->start = start;
+	e->end = end;
+	e->offset = off;
+	e->dev_major = maj;
+	e->dev_minor = min;
+	e->inode = ino;
+	memcpy(e->perms, perms, sizeof(e->perms));
+	p = line + n;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	len = strcspn(p, "\n");
+	if (len >= sizeof(e->path))
+		return -EINVAL;
+	memcpy(e->path, p, len);
+	e->path[len] = '\0';
+	return 0;
+}
+
+static ssize_t read_file(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n, total = 0;
+
+	if (fd < 0)
+		return -errno;
+	while ((size_t)total + 1 < len) {
+		n = read(fd, buf + total, len - 1 - total);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			total = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		total += n;
+	}
+	close(fd);
+	if (total >= 0)
+		buf[total] = '\0';
+	return total;
+}
+
+bool procfs_alive(pid_t pid)
+{
+	char path[64], buf[512];
+	ssize_t n;
+	char *rp;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	n = read_file(path, buf, sizeof(buf));
+	if (n <= 0)
+		return false;
+	/* A zombie has exited: its memory is gone. */
+	rp = strrchr(buf, ')');
+	return !(rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'));
+}
+
+void procfs_fill(struct raw_proc *p)
+{
+	char path[64], buf[4096];
+	ssize_t n;
+	long pages;
+
+	p->alive = procfs_alive(p->tgid);
+	if (!p->alive)
+		return;
+	snprintf(path, sizeof(path), "/proc/%u/comm", p->tgid);
+	n = read_file(path, buf, sizeof(buf));
+	if (n > 0) {
+		buf[strcspn(buf, "\n")] = '\0';
+		snprintf(p->comm, sizeof(p->comm), "%.15s", buf);
+	}
+	snprintf(path, sizeof(path), "/proc/%u/cmdline", p->tgid);
+	n = read_file(path, buf, sizeof(buf));
+	if (n > 0) {
+		for (ssize_t i = 0; i < n - 1; i++)
+			if (buf[i] == '\0')
+				buf[i] = ' ';
+		snprintf(p->cmdline, sizeof(p->cmdline), "%.255s", buf);
+	} else if (!p->cmdline[0]) {
+		snprintf(p->cmdline, sizeof(p->cmdline), "[%s]", p->comm);
+	}
+	snprintf(path, sizeof(path), "/proc/%u/statm", p->tgid);
+	n = read_file(path, buf, sizeof(buf));
+	if (n > 0 && sscanf(buf, "%*s %ld", &pages) == 1)
+		p->rss_bytes = (uint64_t)pages * (uint64_t)sysconf(_SC_PAGESIZE);
+}

@@ -1,0 +1,75 @@
+/*
+ * Growable arrays of a raw sample. The source fills one sample per refresh
+ * and reuses its storage, so steady-state refreshes do not allocate.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "sample.h"
+
+void sample_reset(struct raw_sample *s)
+{
+	s->nsites = 0;
+	s->nprocs = 0;
+	memset(s->counters, 0, sizeof(s->counters));
+	s->recursion_misses = 0;
+}
+
+static int grow(void **arr, size_t *cap, size_t need, size_t elem)
+{
+	size_t ncap;
+	void *p;
+
+	if (need <= *cap)
+		return 0;
+	ncap = *cap ? *cap * 2 : 256;
+	while (ncap < need)
+		ncap *= 2;
+	p = realloc(*arr, ncap * elem);
+	if (!p)
+		return -ENOMEM;
+	*arr = p;
+	*cap = ncap;
+	return 0;
+}
+
+int sample_add_site(struct raw_sample *s, const struct raw_site *site)
+{
+	int err = grow((void **)&s->sites, &s->sites_cap, s->nsites + 1,
+		       sizeof(*s->sites));
+
+	if (err)
+		return err;
+	s->sites[s->nsites++] = *site;
+	return 0;
+}
+
+struct raw_proc *sample_find_proc(struct raw_sample *s, uint32_t tgid)
+{
+	for (size_t i = 0; i < s->nprocs; i++)
+		if (s->procs[i].tgid == tgid)
+			return &s->procs[i];
+	return NULL;
+}
+
+struct raw_proc *sample_add_proc(struct raw_sample *s, uint32_t tgid)
+{
+	struct raw_proc *p = sample_find_proc(s, tgid);
+
+	if (p)
+		return p;
+	if (grow((void **)&s->procs, &s->procs_cap, s->nprocs + 1,
+		 sizeof(*s->procs)))
+		return NULL;
+	p = &s->procs[s->nprocs++];
+	memset(p, 0, sizeof(*p));
+	p->tgid = tgid;
+	return p;
+}
+
+void sample_free(struct raw_sample *s)
+{
+	free(s->sites);
+	free(s->procs);
+	memset(s, 0, sizeof(*s));
+}

@@ -1,0 +1,36 @@
+/*
+ * Symbolization of user addresses: elfutils libdwfl for ELF executables and
+ * shared libraries (PIE or not, separate debug files, C++ demangling), and
+ * /tmp/perf-PID.map for JIT and interpreter frames. One cache per process,
+ * dropped when the process's mappings change.
+ */
+#ifndef MEMTOP_SYMBOLIZER_H
+#define MEMTOP_SYMBOLIZER_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+struct symbolizer;
+
+struct sym_info {
+	const char *func; /* bare demangled name ("Widget::make"), or NULL */
+	const char *file; /* source file basename, or NULL */
+	int line; /* 0 when unknown */
+	const char *module; /* basename of the mapped file, or NULL */
+	uint64_t offset; /* ip's offset in the module's file */
+};
+
+int symbolizer_new(struct symbolizer **out);
+/*
+ * Resolve ip, a return address, in process pid (the call site ip-1 is what
+ * is looked up). Strings stay valid until symbolizer_forget(pid) or
+ * symbolizer_free(). Returns 0, or -errno when pid cannot be inspected; an
+ * unknown ip is not an error (func NULL).
+ */
+int symbolizer_resolve(struct symbolizer *sym, pid_t pid, uint64_t ip,
+		       struct sym_info *out);
+/* Drop pid's cache, e.g. after it exec'd or exited. */
+void symbolizer_forget(struct symbolizer *sym, pid_t pid);
+void symbolizer_free(struct symbolizer *sym);
+
+#endif

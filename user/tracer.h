@@ -1,0 +1,34 @@
+/*
+ * The tracer: the one owner of the BPF skeleton. It finds each target's
+ * allocator libraries, opens, configures, loads and attaches the programs,
+ * reads the maps into raw samples, and detaches everything on close.
+ */
+#ifndef MEMTOP_TRACER_H
+#define MEMTOP_TRACER_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+#include "sample.h"
+
+struct tracer;
+
+struct tracer_opts {
+	const pid_t *pids;
+	int npids;
+	char *const *libs; /* --lib paths, probed in every target */
+	int nlibs;
+	unsigned long max_allocs;
+	unsigned long max_stacks;
+	bool verbose;
+};
+
+int tracer_open(struct tracer **out, const struct tracer_opts *opts);
+/* Aggregates and counters into raw (sites, procs with has_stats, counters). */
+int tracer_read(struct tracer *t, struct raw_sample *raw);
+int tracer_stack(struct tracer *t, const struct mt_site_key *key,
+		 struct mt_stack *out);
+/* Number of uprobes attached. */
+int tracer_nprobes(const struct tracer *t);
+void tracer_close(struct tracer *t);
+
+#endif
