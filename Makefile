@@ -54,7 +54,7 @@ BENCH_SRCS := $(wildcard tools/bench/*.c)
 BENCH_BINS := $(patsubst tools/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
 .PHONY: all clean test unit-test integration-test asan install uninstall \
-	run vmlinux workloads deps bench format
+	run vmlinux workloads deps bench format tui-test
 
 all: $(BUILD)/memtop workloads
 
@@ -103,22 +103,31 @@ $(BUILD) $(BUILD)/user $(BUILD)/tests/unit $(BUILD)/tests/workloads $(BUILD)/ben
 deps:
 	$(Q)./tools/install-deps
 
-run: $(BUILD)/memtop
+# `make run` works on a fresh machine: dependencies first, then a fresh make
+# (pkg-config is evaluated when the Makefile is read).
+run: deps
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/memtop
 	$(Q)$(BUILD)/memtop $(ARGS)
 
 unit-test: $(UNIT_BINS) workloads
 	$(Q)for t in $(UNIT_BINS); do echo "== $$t"; $$t || exit 1; done
 
-integration-test: $(BUILD)/memtop workloads
-	$(Q)MEMTOP=$(abspath $(BUILD)/memtop) WORKLOADS=$(abspath $(BUILD)/tests/workloads) \
-		python3 tests/integration.py $(TESTS)
+TEST_ENV := MEMTOP=$(abspath $(BUILD)/memtop) WORKLOADS=$(abspath $(BUILD)/tests/workloads)
 
-test: unit-test integration-test
+integration-test: $(BUILD)/memtop workloads
+	$(Q)$(TEST_ENV) python3 tests/integration.py $(TESTS)
+
+tui-test: $(BUILD)/memtop workloads
+	$(Q)$(TEST_ENV) python3 tests/test_tui.py
+	$(Q)$(TEST_ENV) python3 tests/test_plot.py
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory unit-test integration-test tui-test
 
 # The whole suite under ASan+UBSan, in its own build tree.
 asan:
 	$(Q)$(MAKE) BUILD=build/asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" \
-		CFLAGS="-O1 -g" test
+		CFLAGS="-O1 -g" unit-test integration-test tui-test
 
 bench: $(BUILD)/memtop $(BENCH_BINS)
 	$(Q)MEMTOP=$(abspath $(BUILD)/memtop) BENCH_DIR=$(abspath $(BUILD)/bench) tools/bench/run
