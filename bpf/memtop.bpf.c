@@ -262,6 +262,26 @@ static __always_inline struct mt_inflight *thread_state(void)
 	return st;
 }
 
+/*
+ * Is a call entered at sp nested in the thread's outermost allocator call?
+ * Nested calls run below the outermost frame, or at it when the outer
+ * function tail-called (realloc(NULL, n) jumping to malloc, operator new[]
+ * to operator new): then the return slot holds the uretprobe trampoline, not
+ * the return address seen at the outer entry. Otherwise the outermost call
+ * was left without returning (an exception, longjmp) and a new one starts.
+ */
+static __always_inline bool nested(struct mt_inflight *st, __u64 sp)
+{
+	__u64 ret = 0;
+
+	if (sp < st->sp0)
+		return true;
+	if (sp > st->sp0)
+		return false;
+	bpf_probe_read_user(&ret, sizeof(ret), (void *)sp);
+	return ret != st->ret0;
+}
+
 static __always_inline int enter(struct pt_regs *ctx, __u32 kind, __u64 a0,
 				 __u64 a1)
 {
@@ -275,14 +295,14 @@ static __always_inline int enter(struct pt_regs *ctx, __u32 kind, __u64 a0,
 	if (!st)
 		return 0;
 	if (st->depth > 0) {
-		/* Nested calls run below the outermost frame; at or above it,
-		 * the outermost call was left without returning (unwound). */
-		if (sp < st->sp0) {
+		if (nested(st, sp)) {
 			st->depth++;
 			return 0;
 		}
 		count(MT_CNT_DEPTH_RESET);
 	}
+	if (bpf_probe_read_user(&st->ret0, sizeof(st->ret0), (void *)sp))
+		st->ret0 = 0;
 	st->depth = 1;
 	st->kind = kind;
 	st->arg0 = a0;
@@ -410,7 +430,7 @@ static __always_inline int do_free(struct pt_regs *ctx, __u64 ptr, bool is_delet
 	if (!st)
 		return 0;
 	if (st->depth > 0) {
-		if (PT_REGS_SP(ctx) < st->sp0)
+		if (nested(st, PT_REGS_SP(ctx)))
 			return 0; /* inside an allocator call: not the program's free */
 		count(MT_CNT_DEPTH_RESET);
 		st->depth = 0;

@@ -80,6 +80,7 @@ struct mt_inflight {
 	__u64 arg0;
 	__u64 arg1;
 	__u64 sp0; /* stack pointer at the outermost entry */
+	__u64 ret0; /* the return address at sp0 then */
 	__u64 stack_id;
 	__u64 last_freed; /* operator delete's pointer, so its free is not counted twice */
 	__u32 depth;

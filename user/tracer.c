@@ -34,7 +34,7 @@ _Static_assert(sizeof(struct mt_stack) == 8 + 8 * MEMTOP_MAX_FRAMES,
 _Static_assert(sizeof(struct mt_stats) == 64, "mt_stats ABI");
 _Static_assert(sizeof(struct mt_live_key) == 16, "mt_live_key ABI");
 _Static_assert(sizeof(struct mt_live) == 24, "mt_live ABI");
-_Static_assert(sizeof(struct mt_inflight) == 48, "mt_inflight ABI");
+_Static_assert(sizeof(struct mt_inflight) == 56, "mt_inflight ABI");
 
 enum probe_prog {
 	P_MALLOC,
@@ -264,17 +264,49 @@ static int attach_file(struct tracer *t, pid_t pid, const char *path,
 	return attached;
 }
 
+struct file_id {
+	dev_t dev;
+	ino_t ino;
+};
+
+struct file_set {
+	struct file_id *ids;
+	int n;
+};
+
+/* Add path's file to set; 1 if it was new, 0 if seen, -errno. */
+static int file_set_add(struct file_set *set, const char *path)
+{
+	struct file_id *ids;
+	struct stat st;
+
+	if (stat(path, &st))
+		return -errno;
+	for (int i = 0; i < set->n; i++)
+		if (set->ids[i].dev == st.st_dev && set->ids[i].ino == st.st_ino)
+			return 0;
+	ids = realloc(set->ids, (set->n + 1) * sizeof(*ids));
+	if (!ids)
+		return -ENOMEM;
+	set->ids = ids;
+	set->ids[set->n].dev = st.st_dev;
+	set->ids[set->n].ino = st.st_ino;
+	set->n++;
+	return 1;
+}
+
 /*
  * Attach to every mapped file of pid that defines allocator functions, opened
  * through /proc/PID/root so that a process in a container is probed in its
- * own files.
+ * own files, then to the --lib files. Each file (by device and inode) is
+ * probed once: two probes on one instruction would count twice.
  */
 static int attach_pid(struct tracer *t, pid_t pid, const struct tracer_opts *o)
 {
 	char mpath[64], line[4096 + 256], path[PATH_MAX + 64];
+	struct file_set seen = { 0 };
 	struct maps_entry e;
-	char **seen = NULL;
-	int nseen = 0, total = 0, err = 0;
+	int total = 0, err = 0, n;
 	FILE *f;
 
 	snprintf(mpath, sizeof(mpath), "/proc/%d/maps", pid);
@@ -286,30 +318,17 @@ static int attach_pid(struct tracer *t, pid_t pid, const struct tracer_opts *o)
 		return err;
 	}
 	while (fgets(line, sizeof(line), f)) {
-		bool dup = false;
-		char **ns;
-		int n;
-
 		if (procfs_parse_maps_line(line, &e) || e.path[0] != '/' ||
 		    !e.inode)
 			continue;
-		for (int i = 0; i < nseen && !dup; i++)
-			dup = !strcmp(seen[i], e.path);
-		if (dup)
-			continue;
-		ns = realloc(seen, (nseen + 1) * sizeof(*seen));
-		if (!ns) {
-			err = -ENOMEM;
-			goto cleanup;
-		}
-		seen = ns;
-		seen[nseen] = strdup(e.path);
-		if (!seen[nseen]) {
-			err = -ENOMEM;
-			goto cleanup;
-		}
-		nseen++;
 		snprintf(path, sizeof(path), "/proc/%d/root%s", pid, e.path);
+		n = file_set_add(&seen, path);
+		if (n == -ENOMEM) {
+			err = n;
+			goto cleanup;
+		}
+		if (n <= 0)
+			continue; /* seen, or gone (deleted): nothing to probe */
 		n = attach_file(t, pid, path, false, o->verbose);
 		if (n < 0 && n != -ENOEXEC && n != -ENOENT && n != -EACCES) {
 			err = n;
@@ -319,8 +338,16 @@ static int attach_pid(struct tracer *t, pid_t pid, const struct tracer_opts *o)
 			total += n;
 	}
 	for (int i = 0; i < o->nlibs; i++) {
-		int n = attach_file(t, pid, o->libs[i], true, o->verbose);
-
+		n = file_set_add(&seen, o->libs[i]);
+		if (n < 0) {
+			fprintf(stderr, "memtop: --lib %s: %s\n", o->libs[i],
+				strerror(-n));
+			err = n;
+			goto cleanup;
+		}
+		if (n == 0)
+			continue; /* already probed as one of pid's mappings */
+		n = attach_file(t, pid, o->libs[i], true, o->verbose);
 		if (n < 0) {
 			err = n;
 			goto cleanup;
@@ -334,9 +361,7 @@ static int attach_pid(struct tracer *t, pid_t pid, const struct tracer_opts *o)
 		err = -ENOENT;
 	}
 cleanup:
-	for (int i = 0; i < nseen; i++)
-		free(seen[i]);
-	free(seen);
+	free(seen.ids);
 	fclose(f);
 	return err;
 }
