@@ -534,8 +534,7 @@ int collector_update(struct collector *c, const struct raw_sample *raw,
 			memcpy(p->comm, r->comm, sizeof(p->comm));
 		if (r->cmdline[0])
 			memcpy(p->cmdline, r->cmdline, sizeof(p->cmdline));
-		if (r->alive)
-			p->rss_bytes = r->rss_bytes;
+		p->rss_bytes = r->alive ? r->rss_bytes : 0;
 		p->seen_seq = c->seq;
 		hist_push(&p->hist, p->st.outstanding_bytes, raw->mono_ns);
 	}
@@ -572,6 +571,8 @@ void collector_set_sort(struct collector *c, enum sort_field f, bool reverse)
 
 void collector_set_baseline(struct collector *c, bool on)
 {
+	if (!c->seq)
+		return; /* nothing to compare with yet */
 	c->baseline = on;
 	c->baseline_ns = c->last_ns;
 	for (size_t i = 0; i < c->tab_cap; i++) {

@@ -22,6 +22,8 @@ enum {
 	OPT_MAX_STACKS,
 	OPT_TOP,
 	OPT_VERSION,
+	OPT_ENTRY_PROBES,
+	OPT_BENCH_EMPTY,
 };
 
 static const struct option long_opts[] = {
@@ -42,6 +44,8 @@ static const struct option long_opts[] = {
 	{ "max-allocs", required_argument, NULL, OPT_MAX_ALLOCS },
 	{ "max-stacks", required_argument, NULL, OPT_MAX_STACKS },
 	{ "version", no_argument, NULL, OPT_VERSION },
+	{ "entry-probes", no_argument, NULL, OPT_ENTRY_PROBES },
+	{ "bench-empty-probes", no_argument, NULL, OPT_BENCH_EMPTY },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -67,6 +71,10 @@ void config_usage(FILE *f)
 		"                          (jemalloc, tcmalloc, a static executable); repeatable\n"
 		"      --max-allocs N      live allocations tracked (default 1048576)\n"
 		"      --max-stacks N      call stacks tracked (default 65536)\n"
+		"      --entry-probes      probe functions at their first instruction (slower;\n"
+		"                          the default moves a probe past instructions the\n"
+		"                          kernel would single-step)\n"
+		"      --bench-empty-probes  benchmarks: same probes, programs that do nothing\n"
 		"  -C, --no-color          no colours (also when NO_COLOR is set)\n"
 		"  -v, --verbose           say what is probed, show libbpf messages\n"
 		"  -h, --help              this help\n"
@@ -85,6 +93,10 @@ static int fail(char *err, size_t len, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, len, fmt, ap);
 	va_end(ap);
+	/* Values are echoed back: keep the message on one line. */
+	for (char *p = err; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	return -EINVAL;
 }
 
@@ -143,7 +155,7 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err,
 	cfg->max_stacks = 1ul << 16;
 	cfg->no_color = nc && *nc;
 	err[0] = '\0';
-	optind = 1;
+	optind = 0; /* glibc: a full reset, forgetting any previous argv */
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":p:bd:n:o:rCvh", long_opts,
 				NULL)) != -1) {
@@ -191,6 +203,12 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err,
 			return CONFIG_HELP;
 		case OPT_VERSION:
 			return CONFIG_VERSION;
+		case OPT_ENTRY_PROBES:
+			cfg->entry_probes = true;
+			break;
+		case OPT_BENCH_EMPTY:
+			cfg->bench_empty = true;
+			break;
 		case OPT_CSV:
 			if (!*optarg)
 				return fail(err, errlen, "--csv needs a file name");
@@ -240,14 +258,14 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err,
 			cfg->max_stacks = (unsigned long)v;
 			break;
 		case ':':
-			if (optopt)
+			if (optopt > 0 && optopt < 256)
 				return fail(err, errlen,
 					    "option -%c needs an argument",
 					    optopt);
 			return fail(err, errlen, "option %s needs an argument",
 				    argv[optind - 1]);
 		default:
-			if (optopt)
+			if (optopt > 0 && optopt < 256)
 				return fail(err, errlen, "unknown option -%c",
 					    optopt);
 			return fail(err, errlen, "unknown option %s",

@@ -245,6 +245,8 @@ int main(int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	/* Symbolization reads local files only: never fetch debug info. */
+	unsetenv("DEBUGINFOD_URLS");
 	verbose_libbpf = a.cfg.verbose;
 	libbpf_set_print(libbpf_print);
 	topts.pids = a.cfg.pids;
@@ -254,6 +256,8 @@ int main(int argc, char **argv)
 	topts.max_allocs = a.cfg.max_allocs;
 	topts.max_stacks = a.cfg.max_stacks;
 	topts.verbose = a.cfg.verbose;
+	topts.entry_probes = a.cfg.entry_probes;
+	topts.empty = a.cfg.bench_empty;
 	err = tracer_open(&a.tracer, &topts);
 	if (err) {
 		ret = err == -EPERM || err == -EACCES ? EXIT_PERM : EXIT_TARGET;
@@ -287,7 +291,9 @@ int main(int argc, char **argv)
 		struct tui_source src = { .ctx = &a, .refresh = app_refresh };
 		struct tui_opts uo = { .interval_s = a.cfg.interval_s,
 				       .iterations = a.cfg.iterations,
-				       .no_color = a.cfg.no_color };
+				       .no_color = a.cfg.no_color,
+				       .sort = a.cfg.sort,
+				       .reverse = a.cfg.reverse };
 
 		err = view_tui_run(a.coll, &src, &uo, &stop_flag);
 		if (err == -ENOSYS) /* no screen built in: fall back to text */

@@ -7,6 +7,7 @@
 #ifndef MEMTOP_SYMBOLIZER_H
 #define MEMTOP_SYMBOLIZER_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -32,5 +33,14 @@ int symbolizer_resolve(struct symbolizer *sym, pid_t pid, uint64_t ip,
 /* Drop pid's cache, e.g. after it exec'd or exited. */
 void symbolizer_forget(struct symbolizer *sym, pid_t pid);
 void symbolizer_free(struct symbolizer *sym);
+
+/*
+ * Parse one /tmp/perf-PID.map line, "START SIZE name" (hex, optional 0x).
+ * *name points into line, *namelen excludes the line end. Returns 0,
+ * -EINVAL for a malformed line or -E2BIG for one over 4096 bytes.
+ */
+int symbolizer_parse_perf_map_line(const char *line, uint64_t *start,
+				   uint64_t *size, const char **name,
+				   size_t *namelen);
 
 #endif

@@ -20,6 +20,8 @@ struct tracer_opts {
 	unsigned long max_allocs;
 	unsigned long max_stacks;
 	bool verbose;
+	bool entry_probes; /* no probe placement past the first instruction */
+	bool empty; /* benchmarks: programs that return at once */
 };
 
 int tracer_open(struct tracer **out, const struct tracer_opts *opts);

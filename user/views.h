@@ -42,6 +42,8 @@ struct tui_opts {
 	double interval_s;
 	long iterations; /* -n: quit after this many refreshes; 0 = never */
 	bool no_color;
+	enum sort_field sort; /* the collector's initial order (-o, -r) */
+	bool reverse;
 };
 
 /*

@@ -1,0 +1,273 @@
+/*
+ * Unit tests of the /proc readers: the maps line parser on real-looking and
+ * junk lines, and procfs_alive / procfs_fill on this process, a child, a
+ * zombie and dead PIDs. No root needed. Prints one line per check; exits
+ * non-zero if any failed.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/wait.h>
+#include <linux/types.h>
+#include "procfs.h"
+
+static int failures, checks;
+
+static void check(int ok, const char *fmt, ...)
+{
+	va_list ap;
+
+	checks++;
+	if (!ok)
+		failures++;
+	printf("%s - ", ok ? "ok" : "FAIL");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+}
+
+static void check_str(const char *got, const char *want, const char *what)
+{
+	if (got && want && !strcmp(got, want))
+		check(1, "%s: \"%s\"", what, want);
+	else
+		check(0, "%s: got \"%s\", want \"%s\"", what,
+		      got ? got : "(null)", want);
+}
+
+static struct maps_entry e;
+
+static void test_maps_good(void)
+{
+	int rc;
+
+	rc = procfs_parse_maps_line(
+		"55d4c8a00000-55d4c8a21000 r-xp 00002000 fd:01 1311962"
+		"                    /usr/bin/cat\n",
+		&e);
+	check(rc == 0, "maps: executable mapping parses");
+	check(e.start == 0x55d4c8a00000ull && e.end == 0x55d4c8a21000ull,
+	      "maps: start and end");
+	check(e.offset == 0x2000, "maps: offset");
+	check_str(e.perms, "r-xp", "maps: perms");
+	check(e.dev_major == 0xfd && e.dev_minor == 1, "maps: device fd:01");
+	check(e.inode == 1311962, "maps: inode");
+	check_str(e.path, "/usr/bin/cat", "maps: path, newline stripped");
+
+	rc = procfs_parse_maps_line(
+		"7f3a1c000000-7f3a1c021000 r--p 00000000 08:02 4242"
+		"                       /home/u/My Programs/lib two.so\n",
+		&e);
+	check(rc == 0, "maps: path with spaces parses");
+	check_str(e.path, "/home/u/My Programs/lib two.so",
+		  "maps: spaces kept inside the path");
+
+	rc = procfs_parse_maps_line(
+		"7ffd5a1e0000-7ffd5a201000 rw-p 00000000 00:00 0 \n", &e);
+	check(rc == 0 && e.path[0] == '\0' && e.inode == 0,
+	      "maps: anonymous mapping, empty path");
+	rc = procfs_parse_maps_line("7ffd5a1e0000-7ffd5a201000 rw-p 00000000 "
+				    "00:00 0",
+				    &e);
+	check(rc == 0 && e.path[0] == '\0',
+	      "maps: no path, no newline, no trailing space");
+
+	rc = procfs_parse_maps_line(
+		"55d4c9f6b000-55d4c9f8c000 rw-p 00000000 00:00 0"
+		"                          [heap]\n",
+		&e);
+	check(rc == 0, "maps: [heap] parses");
+	check_str(e.path, "[heap]", "maps: [heap] path");
+	check_str(e.perms, "rw-p", "maps: [heap] perms");
+
+	rc = procfs_parse_maps_line(
+		"7f3a1c200000-7f3a1c3a0000 r-xp 00028000 103:02 917533"
+		"                   /usr/lib/libfoo.so.1 (deleted)\n",
+		&e);
+	check(rc == 0, "maps: deleted mapping parses");
+	check_str(e.path, "/usr/lib/libfoo.so.1 (deleted)",
+		  "maps: \" (deleted)\" kept for the caller");
+	check(e.dev_major == 0x103 && e.dev_minor == 2 && e.offset == 0x28000,
+	      "maps: device 103:02, offset");
+
+	rc = procfs_parse_maps_line(
+		"ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0"
+		"                  [vsyscall]\n",
+		&e);
+	check(rc == 0 && e.start == 0xffffffffff600000ull &&
+		      e.end == 0xffffffffff601000ull,
+	      "maps: [vsyscall], 64-bit addresses");
+	check_str(e.perms, "--xp", "maps: [vsyscall] perms");
+
+	rc = procfs_parse_maps_line(
+		"00400000-00452000 r-xp 00000000 08:02 173521\t/bin/tabbed\n",
+		&e);
+	check(rc == 0, "maps: tab before the path");
+	check_str(e.path, "/bin/tabbed", "maps: tab-separated path");
+}
+
+static void test_maps_junk(void)
+{
+	static const char *const junk[] = {
+		"",
+		"\n",
+		"hello world",
+		"00400000",
+		"00400000-00452000",
+		"00400000-00452000 r-xp",
+		"00400000-00452000 r-xp 00000000",
+		"00400000-00452000 r-xp 00000000 08:02",
+		"00400000-00452000 r-xp 00000000 0802 173521 /bin/x",
+		"00400000 00452000 r-xp 00000000 08:02 173521 /bin/x",
+		"00452000-00400000 r-xp 00000000 08:02 173521 /bin/x",
+		"00400000-00452000 rx 00000000 08:02 173521 /bin/x",
+		"00400000-00452000 r-xpq 00000000 08:02 173521 /bin/x",
+		"0x400000-zz452000 r-xp 00000000 08:02 173521 /bin/x",
+		"00400000-00452000 r-xp zzzz 08:02 173521 /bin/x",
+		"00400000-00452000 r-xp 00000000 08:02 inode /bin/x",
+		"/usr/lib/x86_64-linux-gnu/libc.so.6",
+	};
+	char *line;
+	size_t pre;
+	int rc;
+
+	for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
+		memset(&e, 'X', sizeof(e));
+		rc = procfs_parse_maps_line(junk[i], &e);
+		check(rc == -EINVAL, "maps junk rejected: \"%.*s\" (rc %d)",
+		      (int)strcspn(junk[i], "\n"), junk[i], rc);
+	}
+
+	/* A path of 4095 bytes fits (with its NUL); 4096 and more do not. */
+	line = malloc(16384);
+	if (!line) {
+		check(0, "malloc");
+		return;
+	}
+	pre = (size_t)sprintf(line, "00400000-00452000 r-xp 00000000 08:02 1 ");
+	memset(line + pre, 'a', 4095);
+	line[pre] = '/';
+	strcpy(line + pre + 4095, "\n");
+	rc = procfs_parse_maps_line(line, &e);
+	check(rc == 0 && strlen(e.path) == 4095,
+	      "maps: 4095-byte path accepted");
+	memset(line + pre, 'a', 4096);
+	line[pre] = '/';
+	strcpy(line + pre + 4096, "\n");
+	rc = procfs_parse_maps_line(line, &e);
+	check(rc == -EINVAL, "maps: 4096-byte path rejected (rc %d)", rc);
+	memset(line + pre, 'b', 12000);
+	line[pre + 12000] = '\0';
+	rc = procfs_parse_maps_line(line, &e);
+	check(rc == -EINVAL, "maps: 12000-byte path rejected (rc %d)", rc);
+	free(line);
+}
+
+/* Wait until /proc/pid/comm reads want (the child has exec'd). */
+static int wait_comm(pid_t pid, const char *want)
+{
+	char path[64], buf[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+	for (int i = 0; i < 400; i++) {
+		FILE *f = fopen(path, "r");
+		int ok = 0;
+
+		if (f) {
+			ok = fgets(buf, sizeof(buf), f) &&
+			     !strncmp(buf, want, strlen(want));
+			fclose(f);
+		}
+		if (ok)
+			return 0;
+		nanosleep(&(struct timespec){ .tv_nsec = 5000000 }, NULL);
+	}
+	return -1;
+}
+
+static void test_alive_fill(void)
+{
+	struct raw_proc p;
+	pid_t child;
+	int status;
+
+	check(procfs_alive(getpid()), "procfs_alive(getpid())");
+	check(!procfs_alive(INT_MAX), "procfs_alive(INT_MAX) false");
+	check(!procfs_alive(0), "procfs_alive(0) false");
+	check(!procfs_alive(-1), "procfs_alive(-1) false");
+
+	memset(&p, 0, sizeof(p));
+	p.tgid = (uint32_t)getpid();
+	procfs_fill(&p);
+	check(p.alive, "procfs_fill(self): alive");
+	check(p.comm[0] && strlen(p.comm) < sizeof(p.comm),
+	      "procfs_fill(self): comm \"%s\"", p.comm);
+	check(!strncmp(p.comm, "test_procfs", 11) || !strncmp(p.comm, "a.out", 5),
+	      "procfs_fill(self): comm is this program (\"%s\")", p.comm);
+	check(strlen(p.cmdline) > 0 && strlen(p.cmdline) < sizeof(p.cmdline),
+	      "procfs_fill(self): cmdline \"%s\"", p.cmdline);
+	check(p.rss_bytes > 0, "procfs_fill(self): rss %llu > 0",
+	      (unsigned long long)p.rss_bytes);
+
+	/* A child with a known command line, then a zombie, then reaped. */
+	child = fork();
+	if (child < 0) {
+		check(0, "fork");
+		return;
+	}
+	if (child == 0) {
+		execl("/bin/sleep", "sleep", "30", (char *)NULL);
+		_exit(127);
+	}
+	if (wait_comm(child, "sleep")) {
+		check(0, "child did not exec sleep");
+		kill(child, SIGKILL);
+		waitpid(child, &status, 0);
+		return;
+	}
+	memset(&p, 0, sizeof(p));
+	p.tgid = (uint32_t)child;
+	procfs_fill(&p);
+	check(p.alive, "child: alive");
+	check_str(p.comm, "sleep", "child: comm");
+	check_str(p.cmdline, "sleep 30", "child: cmdline, NULs as spaces");
+	check(p.rss_bytes > 0, "child: rss > 0");
+
+	kill(child, SIGKILL);
+	/* Wait for it to become a zombie, without reaping it. */
+	for (int i = 0; i < 400; i++) {
+		siginfo_t si;
+
+		memset(&si, 0, sizeof(si));
+		if (!waitid(P_PID, (id_t)child, &si, WEXITED | WNOWAIT) &&
+		    si.si_pid == child)
+			break;
+		nanosleep(&(struct timespec){ .tv_nsec = 5000000 }, NULL);
+	}
+	check(!procfs_alive(child), "zombie child: not alive");
+	memset(&p, 0, sizeof(p));
+	p.tgid = (uint32_t)child;
+	p.rss_bytes = 123;
+	procfs_fill(&p);
+	check(!p.alive && p.comm[0] == '\0' && p.rss_bytes == 123,
+	      "zombie child: procfs_fill says not alive, fills nothing");
+	waitpid(child, &status, 0);
+	check(!procfs_alive(child), "reaped child: not alive");
+}
+
+int main(void)
+{
+	test_maps_good();
+	test_maps_junk();
+	test_alive_fill();
+	printf("%d checks, %d failed\n", checks, failures);
+	return failures ? 1 : 0;
+}

@@ -1,0 +1,1435 @@
+/*
+ * Turns the user-space return addresses memtop collects into function,
+ * source file and line, module and file offset. ELF executables and shared
+ * libraries go through elfutils libdwfl (one Dwfl per traced process, its
+ * modules reported from /proc/PID/maps and its files opened inside the
+ * process's root so containers work); code that no ELF symbol covers (JIT,
+ * interpreters) is looked up in the process's /tmp/perf-PID.map. Results
+ * are cached per process so a hot call site costs one hash probe, and the
+ * cache is refreshed lazily when an address falls outside the known
+ * mappings rather than by polling /proc.
+ */
+#define _GNU_SOURCE
+#include <dwarf.h>
+#include <elfutils/libdwfl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "procfs.h"
+#include "symbolizer.h"
+
+/* From libstdc++; declared here so this file stays plain C. */
+char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
+
+/* /proc/PID/maps of a huge process is a few MB; anything past this is junk. */
+#define MAPS_MAX   (64u << 20)
+#define STATUS_MAX (64u << 10)
+/*
+ * perf maps are written by the traced process, so everything about them is
+ * bounded: a hostile or runaway writer costs us at most this much.
+ */
+#define PERF_FILE_MAX	 (256u << 20)
+#define PERF_ENTRIES_MAX (4u << 20)
+/*
+ * Re-reading maps on a miss is cheap (unchanged maps are only hashed) but
+ * not free: a token bucket lets a burst through right after a dlopen and
+ * caps a flood of garbage addresses at one read per REFRESH_REFILL_NS.
+ */
+#define REFRESH_BURST	  16
+#define REFRESH_REFILL_NS (10ull * 1000 * 1000)
+#define PERF_RECHECK_NS	  (1000ull * 1000 * 1000)
+#define PROC_BUCKETS	  64
+/* Longer perf-map lines are junk; real ones are a symbol and a source path. */
+#define PERF_LINE_MAX 4096
+
+struct str_chunk {
+	struct str_chunk *next;
+	size_t used, cap;
+	char data[];
+};
+
+/* Interned strings: handed out in sym_info, so they live as long as the proc.
+ */
+struct str_pool {
+	const char **set;
+	size_t cap, n;
+	struct str_chunk *chunks;
+};
+
+struct mapping {
+	uint64_t start, end, pgoff, ino;
+	const char *module; /* interned basename; NULL for anonymous memory */
+};
+
+struct mod_sym {
+	uint64_t addr, size;
+	const char
+		*raw; /* points into the module's Elf; dies with the module */
+	const char *clean; /* interned demangled name, computed on first use */
+	int rank;
+};
+
+struct cu_range {
+	uint64_t lo, hi; /* DWARF addresses, before the module's bias */
+	Dwarf_Off die;
+};
+
+/* Dwfl_Module userdata: lets find_elf know the pid, and holds our index. */
+struct mod_info {
+	struct proc *proc;
+	struct mod_sym *syms;
+	size_t nsyms;
+	bool syms_loaded;
+	struct cu_range *cus;
+	size_t ncus;
+	bool cus_loaded;
+};
+
+struct perf_sym {
+	uint64_t start, size;
+	uint32_t name_off, name_len, seq;
+	const char *clean;
+};
+
+struct slot {
+	uint64_t ip;
+	uint32_t gen;
+	bool used;
+	bool unmapped; /* outside every mapping: worth a re-read of maps */
+	struct sym_info info;
+};
+
+struct proc {
+	struct proc *next;
+	pid_t pid;
+	pid_t nspid; /* pid inside its own namespace: the perf map's name */
+	uid_t ruid, euid;
+	bool same_root;
+	Dwfl *dwfl;
+
+	struct mapping *maps;
+	size_t nmaps;
+	uint64_t maps_hash;
+	bool have_maps;
+	uint64_t refill_ns;
+	unsigned refresh_tokens;
+	/* Bumped whenever what we know changes, so negative results are
+	 * retried. */
+	uint32_t gen;
+
+	struct slot *cache;
+	size_t cache_cap, cache_n;
+	struct str_pool strs;
+
+	struct perf_sym *perf;
+	size_t nperf;
+	char *perf_names;
+	bool perf_checked, perf_loaded;
+	uint64_t perf_check_ns;
+	struct stat perf_st;
+};
+
+struct symbolizer {
+	struct proc *buckets[PROC_BUCKETS];
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t fnv1a(const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	while (len--) {
+		h ^= *p++;
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+static uint64_t hash_u64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return x;
+}
+
+static char *pool_alloc(struct str_pool *pool, size_t len)
+{
+	struct str_chunk *c = pool->chunks;
+
+	if (!c || c->cap - c->used < len) {
+		size_t cap = len > 16384 ? len : 16384;
+
+		c = malloc(sizeof(*c) + cap);
+		if (!c)
+			return NULL;
+		c->used = 0;
+		c->cap = cap;
+		/* A big string must not strand the space left in the head
+		 * chunk. */
+		if (pool->chunks && cap > 16384) {
+			c->next = pool->chunks->next;
+			pool->chunks->next = c;
+		} else {
+			c->next = pool->chunks;
+			pool->chunks = c;
+		}
+	}
+	c->used += len;
+	return c->data + c->used - len;
+}
+
+static const char *pool_intern(struct str_pool *pool, const char *s, size_t len)
+{
+	uint64_t h = fnv1a(s, len);
+	size_t i;
+	char *copy;
+
+	if (pool->n * 2 >= pool->cap) {
+		size_t cap = pool->cap ? pool->cap * 2 : 256;
+		const char **set = calloc(cap, sizeof(*set));
+
+		if (!set)
+			return NULL;
+		for (i = 0; i < pool->cap; i++) {
+			const char *old = pool->set[i];
+			size_t j;
+
+			if (!old)
+				continue;
+			j = fnv1a(old, strlen(old)) & (cap - 1);
+			while (set[j])
+				j = (j + 1) & (cap - 1);
+			set[j] = old;
+		}
+		free(pool->set);
+		pool->set = set;
+		pool->cap = cap;
+	}
+	for (i = h & (pool->cap - 1); pool->set[i];
+	     i = (i + 1) & (pool->cap - 1))
+		if (!strncmp(pool->set[i], s, len) && pool->set[i][len] == '\0')
+			return pool->set[i];
+	copy = pool_alloc(pool, len + 1);
+	if (!copy)
+		return NULL;
+	memcpy(copy, s, len);
+	copy[len] = '\0';
+	pool->set[i] = copy;
+	pool->n++;
+	return copy;
+}
+
+static void pool_free(struct str_pool *pool)
+{
+	struct str_chunk *c, *next;
+
+	for (c = pool->chunks; c; c = next) {
+		next = c->next;
+		free(c);
+	}
+	free(pool->set);
+	memset(pool, 0, sizeof(*pool));
+}
+
+static const char *path_basename(const char *path, size_t *len)
+{
+	const char *slash = strrchr(path, '/');
+	const char *base = slash ? slash + 1 : path;
+	size_t n = strlen(base);
+	static const char deleted[] = " (deleted)";
+
+	/* The module is still the same library after a package upgrade. */
+	if (n > sizeof(deleted) - 1 &&
+	    !strcmp(base + n - (sizeof(deleted) - 1), deleted))
+		n -= sizeof(deleted) - 1;
+	*len = n;
+	return base;
+}
+
+/* Strip " [clone .cold]", cv/ref qualifiers, then the parameter list. */
+static void strip_cxx_signature(char *s)
+{
+	static const char *const quals[] = {" const", " volatile", " &&", " &"};
+	size_t len = strlen(s), i;
+	bool again = true;
+
+	while (again && len) {
+		again = false;
+		while (len && s[len - 1] == ' ')
+			s[--len] = '\0';
+		if (len && s[len - 1] == ']') {
+			char *clone = NULL, *p = s;
+
+			while ((p = strstr(p, " [clone ")))
+				clone = p++;
+			if (clone) {
+				*clone = '\0';
+				len = clone - s;
+				again = true;
+				continue;
+			}
+		}
+		for (i = 0; i < sizeof(quals) / sizeof(quals[0]); i++) {
+			size_t ql = strlen(quals[i]);
+
+			if (len > ql && !strcmp(s + len - ql, quals[i])) {
+				len -= ql;
+				s[len] = '\0';
+				again = true;
+				break;
+			}
+		}
+	}
+	if (len && s[len - 1] == ')') {
+		int depth = 0;
+
+		for (i = len; i-- > 0;) {
+			if (s[i] == ')') {
+				depth++;
+			} else if (s[i] == '(' && --depth == 0) {
+				/* "(anonymous namespace)" alone is not a
+				 * signature. */
+				if (i > 0)
+					s[i] = '\0';
+				break;
+			}
+		}
+	}
+}
+
+/* GCC's local clones ("foo.isra.0", "foo.cold") are still foo to a user. */
+static void strip_c_clone_suffix(char *s)
+{
+	static const char *const suffixes[] = {
+		"isra",	    "constprop",  "part", "cold",
+		"lto_priv", "localalias", "llvm."};
+	char *p = s;
+	size_t i;
+
+	while ((p = strchr(p + 1, '.'))) {
+		for (i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+			if (!strncmp(p + 1, suffixes[i], strlen(suffixes[i]))) {
+				*p = '\0';
+				return;
+			}
+		}
+	}
+}
+
+static const char *clean_name(struct str_pool *pool, const char *raw,
+			      size_t len, bool strip_clones)
+{
+	char *tmp, *dem = NULL;
+	const char *out;
+	int status = -1;
+
+	tmp = strndup(raw, len);
+	if (!tmp)
+		return NULL;
+	if (len > 2 && raw[0] == '_' && raw[1] == 'Z')
+		dem = __cxa_demangle(tmp, NULL, NULL, &status);
+	if (dem && status == 0) {
+		strip_cxx_signature(dem);
+		out = pool_intern(pool, dem, strlen(dem));
+	} else {
+		if (strip_clones)
+			strip_c_clone_suffix(tmp);
+		out = pool_intern(pool, tmp, strlen(tmp));
+	}
+	free(dem);
+	free(tmp);
+	return out;
+}
+
+/*
+ * Open path as the process sees it. RESOLVE_IN_ROOT keeps a container's
+ * absolute symlinks inside the container instead of resolving them against
+ * our root; older kernels (or seccomp) fall back to the plain /proc path.
+ */
+static int open_in_root(pid_t pid, const char *path, int flags,
+			uint64_t resolve)
+{
+	struct open_how how = {
+		.flags = (uint64_t)(flags | O_CLOEXEC),
+		.resolve = resolve | RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+	};
+	char root[64], *full;
+	int dfd, fd, err;
+
+	snprintf(root, sizeof(root), "/proc/%d/root", (int)pid);
+	dfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	while (*path == '/')
+		path++;
+	fd = syscall(SYS_openat2, dfd, path, &how, sizeof(how));
+	err = errno;
+	close(dfd);
+	if (fd >= 0)
+		return fd;
+	if (err != ENOSYS && err != EPERM)
+		return -err;
+	if (asprintf(&full, "%s/%s", root, path) < 0)
+		return -ENOMEM;
+	fd = open(full, flags | O_CLOEXEC);
+	err = errno;
+	free(full);
+	return fd >= 0 ? fd : -err;
+}
+
+static int read_all(const char *path, size_t max, char **out, size_t *outlen)
+{
+	size_t cap = 16384, len = 0;
+	char *buf = malloc(cap + 1), *nbuf;
+	ssize_t n;
+	int fd, err;
+
+	if (!buf)
+		return -ENOMEM;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		err = -errno;
+		free(buf);
+		return err;
+	}
+	for (;;) {
+		if (len == cap) {
+			if (cap >= max)
+				break;
+			cap *= 2;
+			nbuf = realloc(buf, cap + 1);
+			if (!nbuf) {
+				err = -ENOMEM;
+				goto fail;
+			}
+			buf = nbuf;
+		}
+		n = read(fd, buf + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			err = -errno;
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		len += n;
+	}
+	close(fd);
+	buf[len] = '\0';
+	*out = buf;
+	*outlen = len;
+	return 0;
+fail:
+	close(fd);
+	free(buf);
+	return err;
+}
+
+static const struct mapping *mapping_at(const struct proc *p, uint64_t start)
+{
+	size_t i;
+
+	for (i = 0; i < p->nmaps; i++)
+		if (p->maps[i].start == start)
+			return &p->maps[i];
+	return NULL;
+}
+
+/* The file the kernel actually mapped; needs CAP_SYS_ADMIN. */
+static int open_map_file(const struct proc *p, const struct mapping *m,
+			 char **file_name)
+{
+	char buf[128];
+	int fd;
+
+	if (!m)
+		return -1;
+	snprintf(buf, sizeof(buf), "/proc/%d/map_files/%llx-%llx", (int)p->pid,
+		 (unsigned long long)m->start, (unsigned long long)m->end);
+	fd = open(buf, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd >= 0 && !(*file_name = strdup(buf))) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int open_plain(const char *name, char **file_name)
+{
+	int fd = open(name, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+
+	if (fd >= 0 && !(*file_name = strdup(name))) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * /proc/PID/maps names a file relative to the process's root when it is
+ * not reachable from ours (containers), relative to ours when it is (plain
+ * chroot), and relative to the namespace root for a chroot inside a mount
+ * namespace. So: the process's root first, then the mapping itself, then
+ * our root if the inode proves it is the same file.
+ */
+static int find_elf(Dwfl_Module *mod, void **userdata, const char *name,
+		    Dwarf_Addr base, char **file_name, Elf **elfp)
+{
+	struct mod_info *mi = *userdata;
+	struct proc *p = mi ? mi->proc : NULL;
+	const struct mapping *m;
+	struct stat st;
+	int fd;
+
+	/* [vdso: PID] and friends: the standard callback reads them from
+	 * memory. */
+	if (name[0] != '/' || !p)
+		return dwfl_linux_proc_find_elf(mod, userdata, name, base,
+						file_name, elfp);
+	m = mapping_at(p, base);
+	if (strstr(name, " (deleted)")) {
+		/* Replaced on disk: only the mapping still has the old file. */
+		fd = open_map_file(p, m, file_name);
+	} else if (p->same_root) {
+		fd = open_plain(name, file_name);
+	} else {
+		fd = open_in_root(p->pid, name,
+				  O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
+		if (fd >= 0 && asprintf(file_name, "/proc/%d/root%s",
+					(int)p->pid, name) < 0) {
+			close(fd);
+			return -1;
+		}
+		if (fd < 0)
+			fd = open_map_file(p, m, file_name);
+		if (fd < 0 && m) {
+			fd = open_plain(name, file_name);
+			if (fd >= 0 &&
+			    (fstat(fd, &st) || st.st_ino != m->ino)) {
+				close(fd);
+				free(*file_name);
+				*file_name = NULL;
+				fd = -1;
+			}
+		}
+	}
+	if (fd < 0)
+		return -1;
+	/* Device mappings would hang or have side effects on read. */
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		close(fd);
+		free(*file_name);
+		*file_name = NULL;
+		return -1;
+	}
+	return fd;
+}
+
+static char *debuginfo_path = ":.debug:/usr/lib/debug";
+
+static const Dwfl_Callbacks dwfl_callbacks = {
+	.find_elf = find_elf,
+	.find_debuginfo = dwfl_standard_find_debuginfo,
+	.debuginfo_path = &debuginfo_path,
+};
+
+static void mod_info_free(struct mod_info *mi)
+{
+	if (!mi)
+		return;
+	free(mi->syms);
+	free(mi->cus);
+	free(mi);
+}
+
+static int module_removed(Dwfl_Module *mod, void *userdata, const char *name,
+			  Dwarf_Addr base, void *arg)
+{
+	(void)mod;
+	(void)name;
+	(void)base;
+	(void)arg;
+	/* Declared void *, but libdwfl passes &mod->userdata (MODCB_ARGS). */
+	mod_info_free(*(void **)userdata);
+	*(void **)userdata = NULL;
+	return DWARF_CB_OK;
+}
+
+static int module_adopt(Dwfl_Module *mod, void **userdata, const char *name,
+			Dwarf_Addr base, void *arg)
+{
+	struct mod_info *mi;
+
+	(void)mod;
+	(void)name;
+	(void)base;
+	if (!*userdata) {
+		mi = calloc(1, sizeof(*mi));
+		if (mi)
+			mi->proc = arg;
+		*userdata = mi;
+	}
+	return DWARF_CB_OK;
+}
+
+static int module_release(Dwfl_Module *mod, void **userdata, const char *name,
+			  Dwarf_Addr base, void *arg)
+{
+	(void)mod;
+	(void)name;
+	(void)base;
+	(void)arg;
+	mod_info_free(*userdata);
+	*userdata = NULL;
+	return DWARF_CB_OK;
+}
+
+static int parse_maps(struct proc *p, char *buf)
+{
+	struct mapping *maps = NULL, *nm;
+	size_t n = 0, cap = 0;
+	struct maps_entry *e;
+	char *line, *nl;
+
+	e = malloc(sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	for (line = buf; *line; line = nl ? nl + 1 : line + strlen(line)) {
+		const char *base;
+		size_t len;
+
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		if (procfs_parse_maps_line(line, e))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			nm = realloc(maps, cap * sizeof(*maps));
+			if (!nm) {
+				free(maps);
+				free(e);
+				return -ENOMEM;
+			}
+			maps = nm;
+		}
+		maps[n].start = e->start;
+		maps[n].end = e->end;
+		maps[n].pgoff = e->offset;
+		maps[n].ino = e->inode;
+		maps[n].module = NULL;
+		if (e->path[0] == '/' || !strcmp(e->path, "[vdso]")) {
+			base = path_basename(e->path, &len);
+			maps[n].module = pool_intern(&p->strs, base, len);
+		}
+		n++;
+	}
+	free(e);
+	free(p->maps);
+	p->maps = maps;
+	p->nmaps = n;
+	return 0;
+}
+
+/* Re-read /proc/PID/maps; only re-report to libdwfl when it changed. */
+static int proc_refresh(struct proc *p)
+{
+	char path[64], *buf;
+	size_t len;
+	uint64_t h;
+	int err;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)p->pid);
+	err = read_all(path, MAPS_MAX, &buf, &len);
+	if (err)
+		return err == -ENOENT ? -ESRCH : err;
+	h = fnv1a(buf, len);
+	if (p->have_maps && h == p->maps_hash) {
+		free(buf);
+		return 0;
+	}
+	err = parse_maps(p, buf);
+	free(buf);
+	if (err)
+		return err;
+	p->maps_hash = h;
+	p->have_maps = true;
+	p->gen++;
+
+	/*
+	 * A failure here means the process is exiting; the mappings we just
+	 * parsed still give module+offset, so it is not an error.
+	 */
+	dwfl_report_begin(p->dwfl);
+	dwfl_linux_proc_report(p->dwfl, p->pid);
+	dwfl_report_end(p->dwfl, module_removed, NULL);
+	dwfl_getmodules(p->dwfl, module_adopt, p, 0);
+	return 0;
+}
+
+static int read_status(struct proc *p)
+{
+	char path[64], *buf, *line;
+	size_t len;
+	int err;
+
+	p->nspid = p->pid;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)p->pid);
+	err = read_all(path, STATUS_MAX, &buf, &len);
+	if (err)
+		return err == -ENOENT ? -ESRCH : err;
+	line = strstr(buf, "\nUid:");
+	if (line) {
+		unsigned r, e;
+
+		if (sscanf(line + 5, "%u %u", &r, &e) == 2) {
+			p->ruid = r;
+			p->euid = e;
+		}
+	}
+	line = strstr(buf, "\nNSpid:");
+	if (line) {
+		char *end = strchr(line + 1, '\n'), *tok, *save;
+		long v;
+
+		if (end)
+			*end = '\0';
+		/* The last column is the pid in the innermost namespace. */
+		for (tok = strtok_r(line + 7, " \t", &save); tok;
+		     tok = strtok_r(NULL, " \t", &save)) {
+			v = strtol(tok, NULL, 10);
+			if (v > 0)
+				p->nspid = (pid_t)v;
+		}
+	}
+	free(buf);
+	return 0;
+}
+
+static void proc_free(struct proc *p)
+{
+	if (p->dwfl) {
+		dwfl_getmodules(p->dwfl, module_release, NULL, 0);
+		dwfl_end(p->dwfl);
+	}
+	free(p->maps);
+	free(p->cache);
+	free(p->perf);
+	free(p->perf_names);
+	pool_free(&p->strs);
+	free(p);
+}
+
+static int proc_new(pid_t pid, struct proc **out)
+{
+	struct stat a, b;
+	char path[64];
+	struct proc *p;
+	int err;
+
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->pid = pid;
+	p->refresh_tokens = REFRESH_BURST;
+	err = read_status(p);
+	if (err)
+		goto fail;
+	snprintf(path, sizeof(path), "/proc/%d/root", (int)pid);
+	/* Same root: plain paths keep debuglink lookups simple. */
+	p->same_root = !stat(path, &a) && !stat("/", &b) &&
+		       a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+	p->dwfl = dwfl_begin(&dwfl_callbacks);
+	if (!p->dwfl) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	err = proc_refresh(p);
+	if (err)
+		goto fail;
+	*out = p;
+	return 0;
+fail:
+	proc_free(p);
+	return err;
+}
+
+static const struct mapping *find_mapping(const struct proc *p, uint64_t addr)
+{
+	size_t lo = 0, hi = p->nmaps;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (addr < p->maps[mid].start)
+			hi = mid;
+		else if (addr >= p->maps[mid].end)
+			lo = mid + 1;
+		else
+			return &p->maps[mid];
+	}
+	return NULL;
+}
+
+static int sym_rank(const GElf_Sym *sym, const char *name)
+{
+	int rank = 0;
+
+	if (GELF_ST_BIND(sym->st_info) == STB_GLOBAL)
+		rank = 4;
+	else if (GELF_ST_BIND(sym->st_info) == STB_WEAK)
+		rank = 2;
+	/* Among aliases, "malloc" reads better than "__libc_malloc". */
+	if (name[0] != '_' || name[1] == 'Z')
+		rank++;
+	return rank;
+}
+
+static int mod_sym_cmp(const void *a, const void *b)
+{
+	const struct mod_sym *x = a, *y = b;
+
+	if (x->addr != y->addr)
+		return x->addr < y->addr ? -1 : 1;
+	if (x->rank != y->rank)
+		return y->rank - x->rank;
+	if (strlen(x->raw) != strlen(y->raw))
+		return strlen(x->raw) < strlen(y->raw) ? -1 : 1;
+	return strcmp(x->raw, y->raw);
+}
+
+/*
+ * dwfl_module_addrinfo scans the whole symbol table per call; a sorted
+ * copy of the function symbols makes each lookup a binary search.
+ */
+static void load_mod_syms(Dwfl_Module *mod, struct mod_info *mi)
+{
+	struct mod_sym *syms;
+	size_t n = 0, i, out;
+	int count, ndx;
+
+	mi->syms_loaded = true;
+	count = dwfl_module_getsymtab(mod);
+	if (count <= 1)
+		return;
+	syms = calloc(count, sizeof(*syms));
+	if (!syms)
+		return;
+	for (ndx = 1; ndx < count; ndx++) {
+		GElf_Sym sym;
+		GElf_Addr addr;
+		GElf_Word shndx;
+		const char *name;
+		int type;
+
+		name = dwfl_module_getsym_info(mod, ndx, &sym, &addr, &shndx,
+					       NULL, NULL);
+		if (!name || !name[0])
+			continue;
+		type = GELF_ST_TYPE(sym.st_info);
+		if ((type != STT_FUNC && type != STT_GNU_IFUNC) ||
+		    shndx == SHN_UNDEF || addr == 0)
+			continue;
+		syms[n].addr = addr;
+		syms[n].size = sym.st_size;
+		syms[n].raw = name;
+		syms[n].rank = sym_rank(&sym, name);
+		n++;
+	}
+	qsort(syms, n, sizeof(*syms), mod_sym_cmp);
+	/* Keep the best-ranked alias per address, with the largest size. */
+	for (i = 0, out = 0; i < n; i++) {
+		if (out && syms[out - 1].addr == syms[i].addr) {
+			if (syms[i].size > syms[out - 1].size)
+				syms[out - 1].size = syms[i].size;
+			continue;
+		}
+		syms[out++] = syms[i];
+	}
+	mi->syms = syms;
+	mi->nsyms = out;
+}
+
+static struct mod_sym *find_mod_sym(struct mod_info *mi, uint64_t addr)
+{
+	size_t lo = 0, hi = mi->nsyms;
+	struct mod_sym *s;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (mi->syms[mid].addr <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (!lo)
+		return NULL;
+	s = &mi->syms[lo - 1];
+	/* Sizeless (assembly) symbols extend to the next symbol. */
+	if (s->size && addr - s->addr >= s->size)
+		return NULL;
+	return s;
+}
+
+static int cu_range_cmp(const void *a, const void *b)
+{
+	const struct cu_range *x = a, *y = b;
+
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/*
+ * libdw before 0.191 finds a CU only through .debug_aranges, which clang
+ * does not emit by default; index the CUs' own ranges instead.
+ */
+static void load_cu_ranges(Dwarf *dw, struct mod_info *mi)
+{
+	struct cu_range *cus = NULL, *ncus;
+	size_t n = 0, cap = 0;
+	Dwarf_CU *cu = NULL;
+	Dwarf_Die cudie;
+	uint8_t unit_type;
+	Dwarf_Half version;
+
+	mi->cus_loaded = true;
+	while (!dwarf_get_units(dw, cu, &cu, &version, &unit_type, &cudie,
+				NULL)) {
+		Dwarf_Addr base, lo, hi;
+		ptrdiff_t off = 0;
+
+		if (unit_type != DW_UT_compile && unit_type != DW_UT_partial)
+			continue;
+		while ((off = dwarf_ranges(&cudie, off, &base, &lo, &hi)) > 0) {
+			if (lo >= hi)
+				continue;
+			if (n == cap) {
+				cap = cap ? cap * 2 : 64;
+				ncus = realloc(cus, cap * sizeof(*cus));
+				if (!ncus)
+					goto out;
+				cus = ncus;
+			}
+			cus[n++] = (struct cu_range){lo, hi,
+						     dwarf_dieoffset(&cudie)};
+		}
+	}
+out:
+	qsort(cus, n, sizeof(*cus), cu_range_cmp);
+	mi->cus = cus;
+	mi->ncus = n;
+}
+
+static Dwarf_Line *getsrc_by_cu(Dwfl_Module *mod, struct mod_info *mi,
+				uint64_t addr)
+{
+	size_t lo = 0, hi;
+	Dwarf_Addr bias;
+	Dwarf_Die cudie;
+	Dwarf *dw;
+
+	dw = dwfl_module_getdwarf(mod, &bias);
+	if (!dw)
+		return NULL;
+	if (!mi->cus_loaded)
+		load_cu_ranges(dw, mi);
+	addr -= bias;
+	hi = mi->ncus;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (mi->cus[mid].lo <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (!lo || addr >= mi->cus[lo - 1].hi ||
+	    !dwarf_offdie(dw, mi->cus[lo - 1].die, &cudie))
+		return NULL;
+	return dwarf_getsrc_die(&cudie, addr);
+}
+
+static void resolve_elf(struct proc *p, uint64_t addr, struct sym_info *info)
+{
+	Dwfl_Module *mod = dwfl_addrmodule(p->dwfl, addr);
+	void **userdata;
+	struct mod_info *mi;
+	struct mod_sym *s;
+	Dwfl_Line *line;
+	Dwarf_Line *dline;
+	const char *src, *base;
+	size_t len;
+	int lineno = 0;
+
+	if (!mod)
+		return;
+	dwfl_module_info(mod, &userdata, NULL, NULL, NULL, NULL, NULL, NULL);
+	mi = *userdata;
+	if (!mi)
+		return;
+	if (!mi->syms_loaded)
+		load_mod_syms(mod, mi);
+	s = find_mod_sym(mi, addr);
+	if (s) {
+		if (!s->clean)
+			s->clean = clean_name(&p->strs, s->raw, strlen(s->raw),
+					      true);
+		info->func = s->clean;
+	}
+	line = dwfl_module_getsrc(mod, addr);
+	if (line) {
+		src = dwfl_lineinfo(line, NULL, &lineno, NULL, NULL, NULL);
+	} else {
+		dline = getsrc_by_cu(mod, mi, addr);
+		src = dline ? dwarf_linesrc(dline, NULL, NULL) : NULL;
+		if (src && dwarf_lineno(dline, &lineno))
+			lineno = 0;
+	}
+	if (src) {
+		base = path_basename(src, &len);
+		info->file = pool_intern(&p->strs, base, len);
+		info->line = lineno;
+	}
+}
+
+static int parse_hex(const char **pp, uint64_t *out)
+{
+	const char *p = *pp;
+	uint64_t v = 0;
+	int digits = 0;
+
+	if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X'))
+		p += 2;
+	for (;; p++) {
+		unsigned d;
+
+		if (*p >= '0' && *p <= '9')
+			d = *p - '0';
+		else if (*p >= 'a' && *p <= 'f')
+			d = *p - 'a' + 10;
+		else if (*p >= 'A' && *p <= 'F')
+			d = *p - 'A' + 10;
+		else
+			break;
+		if (v >> 60)
+			return -EINVAL;
+		v = v << 4 | d;
+		digits++;
+	}
+	if (!digits)
+		return -EINVAL;
+	*pp = p;
+	*out = v;
+	return 0;
+}
+
+int symbolizer_parse_perf_map_line(const char *line, uint64_t *start,
+				   uint64_t *size, const char **name,
+				   size_t *namelen)
+{
+	const char *p = line, *end;
+	size_t len = strnlen(line, PERF_LINE_MAX + 1);
+
+	if (len > PERF_LINE_MAX)
+		return -E2BIG;
+	end = line + len;
+	while (end > p && (end[-1] == '\n' || end[-1] == '\r'))
+		end--;
+	if (parse_hex(&p, start) || (*p != ' ' && *p != '\t'))
+		return -EINVAL;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (parse_hex(&p, size) || (*p != ' ' && *p != '\t'))
+		return -EINVAL;
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	if (p == end || *size == 0 || *start + *size < *start)
+		return -EINVAL;
+	/* Names end up on a terminal: no escape sequences, no NULs. */
+	for (*name = p; p < end; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return -EINVAL;
+	*namelen = end - *name;
+	return 0;
+}
+
+static int perf_sym_cmp(const void *a, const void *b)
+{
+	const struct perf_sym *x = a, *y = b;
+
+	if (x->start != y->start)
+		return x->start < y->start ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+struct perf_load {
+	struct perf_sym *syms;
+	size_t n, cap;
+	char *names;
+	size_t names_len, names_cap;
+};
+
+static void perf_add_line(struct perf_load *l, const char *line)
+{
+	uint64_t start, size;
+	const char *name;
+	size_t namelen;
+
+	if (symbolizer_parse_perf_map_line(line, &start, &size, &name,
+					   &namelen))
+		return;
+	if (l->n >= PERF_ENTRIES_MAX || l->names_len + namelen > PERF_FILE_MAX)
+		return;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 256;
+		struct perf_sym *s = realloc(l->syms, cap * sizeof(*s));
+
+		if (!s)
+			return;
+		l->syms = s;
+		l->cap = cap;
+	}
+	if (l->names_len + namelen > l->names_cap) {
+		size_t cap = l->names_cap ? l->names_cap : 4096;
+		char *s;
+
+		while (cap < l->names_len + namelen)
+			cap *= 2;
+		s = realloc(l->names, cap);
+		if (!s)
+			return;
+		l->names = s;
+		l->names_cap = cap;
+	}
+	memcpy(l->names + l->names_len, name, namelen);
+	l->syms[l->n] = (struct perf_sym){
+		.start = start,
+		.size = size,
+		.name_off = (uint32_t)l->names_len,
+		.name_len = (uint32_t)namelen,
+		.seq = (uint32_t)l->n,
+	};
+	l->names_len += namelen;
+	l->n++;
+}
+
+/*
+ * (Re)load /tmp/perf-NSPID.map. The traced process wrote it, so it is only
+ * trusted if nobody else could have: a regular file, not a symlink, owned
+ * by the process's user or root, and not group/world writable.
+ */
+static void perf_reload(struct proc *p)
+{
+	struct perf_load l = {0};
+	char path[64], buf[16384], line[PERF_LINE_MAX + 1];
+	size_t linelen = 0, total = 0, i, out;
+	bool skipping = false;
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	p->perf_checked = true;
+	p->perf_check_ns = now_ns();
+	snprintf(path, sizeof(path), "/tmp/perf-%d.map", (int)p->nspid);
+	fd = open_in_root(p->pid, path,
+			  O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY,
+			  RESOLVE_NO_SYMLINKS);
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) ||
+	    (st.st_uid != 0 && st.st_uid != p->ruid && st.st_uid != p->euid) ||
+	    (st.st_mode & (S_IWGRP | S_IWOTH))) {
+		close(fd);
+		return;
+	}
+	if (p->perf_loaded && st.st_ino == p->perf_st.st_ino &&
+	    st.st_dev == p->perf_st.st_dev &&
+	    st.st_size == p->perf_st.st_size &&
+	    st.st_mtim.tv_sec == p->perf_st.st_mtim.tv_sec &&
+	    st.st_mtim.tv_nsec == p->perf_st.st_mtim.tv_nsec) {
+		close(fd);
+		return;
+	}
+	while (total < PERF_FILE_MAX) {
+		n = read(fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		total += n;
+		for (i = 0; i < (size_t)n; i++) {
+			if (buf[i] == '\0') {
+				/* Would silently truncate the name: junk. */
+				skipping = true;
+			} else if (buf[i] == '\n') {
+				line[linelen] = '\0';
+				if (!skipping)
+					perf_add_line(&l, line);
+				skipping = false;
+				linelen = 0;
+			} else if (linelen < PERF_LINE_MAX) {
+				line[linelen++] = buf[i];
+			} else {
+				skipping = true;
+			}
+		}
+	}
+	close(fd);
+	if (linelen && !skipping) {
+		line[linelen] = '\0';
+		perf_add_line(&l, line);
+	}
+	qsort(l.syms, l.n, sizeof(*l.syms), perf_sym_cmp);
+	/* A JIT reusing an address overrides the older entry: keep the last. */
+	for (i = 0, out = 0; i < l.n; i++) {
+		if (out && l.syms[out - 1].start == l.syms[i].start)
+			out--;
+		l.syms[out++] = l.syms[i];
+	}
+	free(p->perf);
+	free(p->perf_names);
+	p->perf = l.syms;
+	p->nperf = out;
+	p->perf_names = l.names;
+	p->perf_st = st;
+	p->perf_loaded = true;
+	p->gen++;
+}
+
+static struct perf_sym *perf_find(struct proc *p, uint64_t addr)
+{
+	size_t lo = 0, hi = p->nperf;
+	struct perf_sym *s;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (p->perf[mid].start <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (!lo)
+		return NULL;
+	s = &p->perf[lo - 1];
+	return addr - s->start < s->size ? s : NULL;
+}
+
+static void resolve_perf(struct proc *p, uint64_t addr, struct sym_info *info)
+{
+	struct perf_sym *s = NULL;
+
+	if (p->perf_checked)
+		s = perf_find(p, addr);
+	/* JITs append as they compile: a miss may just be a newer entry. */
+	if (!s && (!p->perf_checked ||
+		   now_ns() - p->perf_check_ns >= PERF_RECHECK_NS)) {
+		perf_reload(p);
+		s = perf_find(p, addr);
+	}
+	if (!s)
+		return;
+	if (!s->clean)
+		s->clean = clean_name(&p->strs, p->perf_names + s->name_off,
+				      s->name_len, false);
+	info->func = s->clean;
+}
+
+static bool may_refresh(struct proc *p)
+{
+	uint64_t now = now_ns();
+
+	if (p->refresh_tokens < REFRESH_BURST) {
+		uint64_t add = (now - p->refill_ns) / REFRESH_REFILL_NS;
+
+		if (add) {
+			p->refresh_tokens =
+				add >= REFRESH_BURST - p->refresh_tokens
+					? REFRESH_BURST
+					: p->refresh_tokens + add;
+			p->refill_ns = now;
+		}
+	}
+	return p->refresh_tokens > 0;
+}
+
+/* Returns whether addr fell outside every mapping we know of. */
+static bool resolve_uncached(struct proc *p, uint64_t ip, struct sym_info *info)
+{
+	/* The call instruction, not the one after it (which may be a new line).
+	 */
+	uint64_t addr = ip ? ip - 1 : 0;
+	const struct mapping *m = find_mapping(p, addr);
+
+	/* Outside everything we know: maybe a new dlopen or JIT region. */
+	if (!m && may_refresh(p)) {
+		if (p->refresh_tokens-- == REFRESH_BURST)
+			p->refill_ns = now_ns();
+		if (!proc_refresh(p))
+			m = find_mapping(p, addr);
+	}
+	memset(info, 0, sizeof(*info));
+	if (m && m->module) {
+		info->module = m->module;
+		info->offset = ip - m->start + m->pgoff;
+	}
+	resolve_elf(p, addr, info);
+	if (!info->func)
+		resolve_perf(p, addr, info);
+	return !m;
+}
+
+static struct slot *cache_slot(struct proc *p, uint64_t ip)
+{
+	size_t i;
+
+	if (!p->cache_cap)
+		return NULL;
+	for (i = hash_u64(ip) & (p->cache_cap - 1); p->cache[i].used;
+	     i = (i + 1) & (p->cache_cap - 1))
+		if (p->cache[i].ip == ip)
+			return &p->cache[i];
+	return &p->cache[i];
+}
+
+static struct slot *cache_insert(struct proc *p, uint64_t ip)
+{
+	struct slot *s;
+	size_t i;
+
+	if ((p->cache_n + 1) * 4 >= p->cache_cap * 3) {
+		size_t cap = p->cache_cap ? p->cache_cap * 2 : 1024;
+		struct slot *old = p->cache, *ns;
+		size_t old_cap = p->cache_cap;
+
+		ns = calloc(cap, sizeof(*ns));
+		if (!ns)
+			return NULL;
+		p->cache = ns;
+		p->cache_cap = cap;
+		for (i = 0; i < old_cap; i++)
+			if (old[i].used)
+				*cache_slot(p, old[i].ip) = old[i];
+		free(old);
+	}
+	s = cache_slot(p, ip);
+	if (!s->used) {
+		s->used = true;
+		s->ip = ip;
+		p->cache_n++;
+	}
+	return s;
+}
+
+static struct proc **proc_link(struct symbolizer *sym, pid_t pid)
+{
+	struct proc **pp =
+		&sym->buckets[hash_u64((uint64_t)pid) % PROC_BUCKETS];
+
+	while (*pp && (*pp)->pid != pid)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+int symbolizer_new(struct symbolizer **out)
+{
+	struct symbolizer *sym = calloc(1, sizeof(*sym));
+
+	if (!sym)
+		return -ENOMEM;
+	*out = sym;
+	return 0;
+}
+
+int symbolizer_resolve(struct symbolizer *sym, pid_t pid, uint64_t ip,
+		       struct sym_info *out)
+{
+	struct proc **pp, *p;
+	struct slot *s;
+	struct sym_info info;
+	bool unmapped;
+	int err;
+
+	if (!sym || !out)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	if (pid <= 0)
+		return -ESRCH;
+	pp = proc_link(sym, pid);
+	p = *pp;
+	if (!p) {
+		err = proc_new(pid, &p);
+		if (err)
+			return err;
+		*pp = p;
+	}
+	s = cache_slot(p, ip);
+	if (s && s->used &&
+	    (s->info.func ||
+	     (s->gen == p->gen && !(s->unmapped && may_refresh(p))))) {
+		*out = s->info;
+		return 0;
+	}
+	unmapped = resolve_uncached(p, ip, &info);
+	s = cache_insert(p, ip);
+	if (s) {
+		s->info = info;
+		s->gen = p->gen;
+		s->unmapped = unmapped;
+	}
+	*out = info;
+	return 0;
+}
+
+void symbolizer_forget(struct symbolizer *sym, pid_t pid)
+{
+	struct proc **pp, *p;
+
+	if (!sym)
+		return;
+	pp = proc_link(sym, pid);
+	p = *pp;
+	if (!p)
+		return;
+	*pp = p->next;
+	proc_free(p);
+}
+
+void symbolizer_free(struct symbolizer *sym)
+{
+	struct proc *p, *next;
+	size_t i;
+
+	if (!sym)
+		return;
+	for (i = 0; i < PROC_BUCKETS; i++) {
+		for (p = sym->buckets[i]; p; p = next) {
+			next = p->next;
+			proc_free(p);
+		}
+	}
+	free(sym);
+}
