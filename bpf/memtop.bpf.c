@@ -17,6 +17,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Set by userspace before load. */
 const volatile __u32 self_tgid = 0;
+/* Benchmarks only: the same probe points with programs that do nothing. */
+const volatile bool empty_programs = false;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -316,12 +318,16 @@ static __always_inline int enter(struct pt_regs *ctx, __u32 kind, __u64 a0,
 SEC("uprobe")
 int BPF_KPROBE(malloc_enter, __u64 size)
 {
+	if (empty_programs)
+		return 0;
 	return enter(ctx, MT_K_MALLOC, size, 0);
 }
 
 SEC("uprobe")
 int BPF_KPROBE(calloc_enter, __u64 nmemb, __u64 size)
 {
+	if (empty_programs)
+		return 0;
 	/* An overflowing product makes the call fail: nothing is recorded. */
 	return enter(ctx, MT_K_CALLOC, nmemb * size, 0);
 }
@@ -329,24 +335,32 @@ int BPF_KPROBE(calloc_enter, __u64 nmemb, __u64 size)
 SEC("uprobe")
 int BPF_KPROBE(realloc_enter, __u64 ptr, __u64 size)
 {
+	if (empty_programs)
+		return 0;
 	return enter(ctx, MT_K_REALLOC, ptr, size);
 }
 
 SEC("uprobe")
 int BPF_KPROBE(reallocarray_enter, __u64 ptr, __u64 nmemb, __u64 size)
 {
+	if (empty_programs)
+		return 0;
 	return enter(ctx, MT_K_REALLOCARRAY, ptr, nmemb * size);
 }
 
 SEC("uprobe")
 int BPF_KPROBE(memalign_enter, __u64 align, __u64 size)
 {
+	if (empty_programs)
+		return 0;
 	return enter(ctx, MT_K_MEMALIGN, size, 0);
 }
 
 SEC("uprobe")
 int BPF_KPROBE(posix_memalign_enter, __u64 memptr, __u64 align, __u64 size)
 {
+	if (empty_programs)
+		return 0;
 	return enter(ctx, MT_K_POSIX_MEMALIGN, memptr, size);
 }
 
@@ -357,6 +371,8 @@ int BPF_KRETPROBE(alloc_exit, __u64 ret)
 	struct mt_inflight *st;
 	__u64 old, size, ptr = 0;
 
+	if (empty_programs)
+		return 0;
 	if (tgid == self_tgid)
 		return 0;
 	st = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
@@ -449,11 +465,15 @@ static __always_inline int do_free(struct pt_regs *ctx, __u64 ptr, bool is_delet
 SEC("uprobe")
 int BPF_KPROBE(free_enter, __u64 ptr)
 {
+	if (empty_programs)
+		return 0;
 	return do_free(ctx, ptr, false);
 }
 
 SEC("uprobe")
 int BPF_KPROBE(delete_enter, __u64 ptr)
 {
+	if (empty_programs)
+		return 0;
 	return do_free(ctx, ptr, true);
 }

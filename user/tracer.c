@@ -21,6 +21,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "memtop.skel.h"
+#include "placement.h"
 #include "procfs.h"
 #include "tracer.h"
 
@@ -124,19 +125,46 @@ static struct bpf_program *prog_of(struct tracer *t, enum probe_prog p)
 	return NULL;
 }
 
+struct sym_loc {
+	uint64_t addr; /* st_value; 0 = not defined here */
+	uint64_t file_off; /* where its code is in the file */
+	uint8_t code[32]; /* its first bytes, for probe placement */
+	size_t ncode;
+};
+
+static void sym_read_code(Elf *elf, GElf_Sym *s, struct sym_loc *loc)
+{
+	Elf_Scn *scn = elf_getscn(elf, s->st_shndx);
+	GElf_Shdr sh;
+	Elf_Data *data;
+	uint64_t in;
+
+	if (!scn || !gelf_getshdr(scn, &sh) || sh.sh_type != SHT_PROGBITS ||
+	    s->st_value < sh.sh_addr || s->st_value >= sh.sh_addr + sh.sh_size)
+		return;
+	in = s->st_value - sh.sh_addr;
+	loc->file_off = sh.sh_offset + in;
+	data = elf_getdata(scn, NULL);
+	if (!data || !data->d_buf || in >= data->d_size)
+		return;
+	loc->ncode = data->d_size - in < sizeof(loc->code) ? data->d_size - in
+							     : sizeof(loc->code);
+	memcpy(loc->code, (const char *)data->d_buf + in, loc->ncode);
+}
+
 /*
- * Which probe_syms a file defines, with their addresses: symbols at the
- * same address (aliases such as memalign/aligned_alloc) are probed once, as
- * two probes on one instruction would look like a nested call.
+ * Which probe_syms a file defines, where, and their first bytes. Symbols at
+ * the same address (aliases such as memalign/aligned_alloc) are probed once,
+ * as two probes on one instruction would look like a nested call.
  */
-static int elf_find_syms(const char *path, uint64_t addrs[NSYMS])
+static int elf_find_syms(const char *path, struct sym_loc locs[NSYMS])
 {
 	Elf_Scn *scn = NULL;
 	GElf_Shdr sh;
 	Elf *elf;
 	int fd, found = 0;
 
-	memset(addrs, 0, sizeof(uint64_t) * NSYMS);
+	memset(locs, 0, sizeof(*locs) * NSYMS);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
@@ -171,11 +199,15 @@ static int elf_find_syms(const char *path, uint64_t addrs[NSYMS])
 			if (!name)
 				continue;
 			for (size_t k = 0; k < NSYMS; k++) {
-				if (!addrs[k] &&
-				    !strcmp(name, probe_syms[k].name)) {
-					addrs[k] = s.st_value;
+				if (locs[k].addr ||
+				    strcmp(name, probe_syms[k].name))
+					continue;
+				locs[k].addr = s.st_value;
+				sym_read_code(elf, &s, &locs[k]);
+				if (locs[k].file_off)
 					found++;
-				}
+				else
+					locs[k].addr = 0;
 			}
 		}
 	}
@@ -202,16 +234,18 @@ static int add_link(struct tracer *t, struct bpf_link *l)
 }
 
 static int attach_one(struct tracer *t, pid_t pid, const char *path,
-		      const char *func, struct bpf_program *prog, bool ret)
+		      const char *func, uint64_t off, struct bpf_program *prog,
+		      bool ret)
 {
-	LIBBPF_OPTS(bpf_uprobe_opts, opts, .func_name = func, .retprobe = ret);
+	LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret);
 	struct bpf_link *l;
 	int err;
 
-	l = bpf_program__attach_uprobe_opts(prog, pid, path, 0, &opts);
+	l = bpf_program__attach_uprobe_opts(prog, pid, path, off, &opts);
 	if (!l) {
 		err = -errno;
-		fprintf(stderr, "memtop: cannot attach %s to %s in %s (pid %d): %s\n",
+		fprintf(stderr,
+			"memtop: cannot attach %s to %s in %s (pid %d): %s\n",
 			ret ? "uretprobe" : "uprobe", func, path, pid,
 			strerror(-err));
 		return err;
@@ -221,12 +255,12 @@ static int attach_one(struct tracer *t, pid_t pid, const char *path,
 
 /* Probe every allocator entry point path defines, in pid. */
 static int attach_file(struct tracer *t, pid_t pid, const char *path,
-		       bool required, bool verbose)
+		       bool required, const struct tracer_opts *o)
 {
-	uint64_t addrs[NSYMS];
+	struct sym_loc locs[NSYMS];
 	int n, err, attached = 0;
 
-	n = elf_find_syms(path, addrs);
+	n = elf_find_syms(path, locs);
 	if (n < 0) {
 		if (required)
 			fprintf(stderr, "memtop: %s: %s\n", path,
@@ -241,24 +275,38 @@ static int attach_file(struct tracer *t, pid_t pid, const char *path,
 		return required ? -ENOENT : 0;
 	}
 	for (size_t k = 0; k < NSYMS; k++) {
+		const struct probe_sym *ps = &probe_syms[k];
+		uint64_t delta = 0;
 		bool dup = false;
 
-		if (!addrs[k])
+		if (!locs[k].addr)
 			continue;
 		for (size_t j = 0; j < k; j++)
-			dup |= addrs[j] == addrs[k];
+			dup |= locs[j].addr == locs[k].addr;
 		if (dup)
 			continue;
-		err = attach_one(t, pid, path, probe_syms[k].name,
-				 prog_of(t, probe_syms[k].prog), false);
-		if (!err && probe_syms[k].ret)
-			err = attach_one(t, pid, path, probe_syms[k].name,
+		if (!o->entry_probes &&
+		    placement_choose(locs[k].code, locs[k].ncode,
+				     ps->prog == P_FREE || ps->prog == P_DELETE,
+				     &delta))
+			delta = 0;
+		err = attach_one(t, pid, path, ps->name,
+				 locs[k].file_off + delta,
+				 prog_of(t, ps->prog), false);
+		/* At delta the stack pointer and the return address are still
+		 * the entry's, so the uretprobe can go there too. */
+		if (!err && ps->ret)
+			err = attach_one(t, pid, path, ps->name,
+					 locs[k].file_off + delta,
 					 t->skel->progs.alloc_exit, true);
 		if (err)
 			return err;
+		if (o->verbose && delta)
+			fprintf(stderr, "memtop: probing %s at +%llu\n",
+				ps->name, (unsigned long long)delta);
 		attached++;
 	}
-	if (verbose)
+	if (o->verbose)
 		fprintf(stderr, "memtop: pid %d: %d functions probed in %s\n",
 			pid, attached, path);
 	return attached;
@@ -329,7 +377,7 @@ static int attach_pid(struct tracer *t, pid_t pid, const struct tracer_opts *o)
 		}
 		if (n <= 0)
 			continue; /* seen, or gone (deleted): nothing to probe */
-		n = attach_file(t, pid, path, false, o->verbose);
+		n = attach_file(t, pid, path, false, o);
 		if (n < 0 && n != -ENOEXEC && n != -ENOENT && n != -EACCES) {
 			err = n;
 			goto cleanup;
@@ -347,7 +395,7 @@ static int attach_pid(struct tracer *t, pid_t pid, const struct tracer_opts *o)
 		}
 		if (n == 0)
 			continue; /* already probed as one of pid's mappings */
-		n = attach_file(t, pid, o->libs[i], true, o->verbose);
+		n = attach_file(t, pid, o->libs[i], true, o);
 		if (n < 0) {
 			err = n;
 			goto cleanup;
