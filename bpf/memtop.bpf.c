@@ -19,6 +19,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile __u32 self_tgid = 0;
 /* Benchmarks only: the same probe points with programs that do nothing. */
 const volatile bool empty_programs = false;
+/* --show-allocator: keep the allocator's own frame at the top of stacks. */
+const volatile bool show_allocator = false;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -66,11 +68,11 @@ struct {
 } counters SEC(".maps");
 
 /*
- * Scratch for stack capture, one slot wider than a stack value on each side
- * so that the caller's return address can be put in front of the kernel's
- * frames without copying them.
+ * Scratch for stack capture, wide enough that the caller's return address
+ * and the allocator's own frame can be put in front of the kernel's frames
+ * without copying them.
  */
-#define SCRATCH_WORDS (MEMTOP_MAX_FRAMES + 2)
+#define SCRATCH_WORDS (MEMTOP_MAX_FRAMES + 3)
 struct scratch {
 	__u64 w[SCRATCH_WORDS];
 };
@@ -103,38 +105,52 @@ static __always_inline __u64 mix64(__u64 h)
 /*
  * Capture the user stack, first frame = the allocator's caller. At a function
  * entry the frame-pointer walk starts at the probed instruction and then
- * jumps to the caller's caller, so the return address at the stack pointer is
- * read and put first unless the kernel already did (newer kernels do).
+ * jumps to the caller's caller, so the return address read at the stack
+ * pointer is put first unless the kernel already did (newer kernels do).
+ * The kernel's frames land at w[3]; the header and the frames put in front
+ * of them go just below, so nothing is copied.
  */
-static __always_inline __u64 capture_stack(void *ctx, __u32 tgid, __u64 sp)
+static __always_inline __u64 capture_stack(void *ctx, __u32 tgid, __u64 ret)
 {
 	struct mt_site_key key = { .tgid = tgid };
 	struct scratch *s;
 	struct mt_stack *st;
 	__u32 zero = 0, nr, i;
-	__u64 ret = 0, h = 0x9e3779b97f4a7c15ULL, *ips;
+	__u64 h = 0x9e3779b97f4a7c15ULL, *ips;
 	long n;
 
 	s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s)
 		return 0;
 	/* Skip frame 0: the probed instruction inside the allocator. */
-	n = bpf_get_stack(ctx, &s->w[2], MEMTOP_MAX_FRAMES * sizeof(__u64),
+	n = bpf_get_stack(ctx, &s->w[3], MEMTOP_MAX_FRAMES * sizeof(__u64),
 			  BPF_F_USER_STACK | 1);
-	if (n < 0 || bpf_probe_read_user(&ret, sizeof(ret), (void *)sp)) {
+	if (n < 0 || !ret) {
 		count(MT_CNT_STACK_FAIL);
 		return 0;
 	}
 	nr = n / sizeof(__u64);
-	if (nr > 0 && s->w[2] == ret) {
-		st = (struct mt_stack *)&s->w[1];
+	if (nr > 0 && s->w[3] == ret) {
+		if (show_allocator) {
+			s->w[2] = PT_REGS_IP((struct pt_regs *)ctx);
+			nr++;
+			st = (struct mt_stack *)&s->w[1];
+		} else {
+			st = (struct mt_stack *)&s->w[2];
+		}
 	} else {
-		s->w[1] = ret;
+		s->w[2] = ret;
 		nr++;
-		if (nr > MEMTOP_MAX_FRAMES)
-			nr = MEMTOP_MAX_FRAMES;
-		st = (struct mt_stack *)&s->w[0];
+		if (show_allocator) {
+			s->w[1] = PT_REGS_IP((struct pt_regs *)ctx);
+			nr++;
+			st = (struct mt_stack *)&s->w[0];
+		} else {
+			st = (struct mt_stack *)&s->w[1];
+		}
 	}
+	if (nr > MEMTOP_MAX_FRAMES)
+		nr = MEMTOP_MAX_FRAMES;
 	st->nr = nr;
 	st->pad = 0;
 	ips = st->ips;
@@ -311,7 +327,7 @@ static __always_inline int enter(struct pt_regs *ctx, __u32 kind, __u64 a0,
 	st->arg1 = a1;
 	st->sp0 = sp;
 	st->last_freed = 0;
-	st->stack_id = capture_stack(ctx, tgid, sp);
+	st->stack_id = capture_stack(ctx, tgid, st->ret0);
 	return 0;
 }
 

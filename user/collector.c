@@ -214,9 +214,12 @@ static int site_resolve(struct collector *c, struct site_state *s)
 	for (int i = 0; i < n; i++) {
 		struct snap_frame *f = &s->frames[i];
 		struct sym_info si = { 0 };
+		/* The hook looks up ip-1, the call of a return address; frames
+		 * inside the allocator are probe addresses, not return ones. */
+		uint64_t ip = st->ips[i] + (i < c->opts.function_frame);
 		bool ok = c->hooks.symbolize &&
-			  !c->hooks.symbolize(c->hooks.ctx, s->key.tgid,
-					      st->ips[i], &si);
+			  !c->hooks.symbolize(c->hooks.ctx, s->key.tgid, ip,
+					      &si);
 		char loc[512];
 
 		f->ip = st->ips[i];
@@ -235,8 +238,11 @@ static int site_resolve(struct collector *c, struct site_state *s)
 		s->nframes = i + 1;
 	}
 	if (s->nframes) {
-		s->function = strdup(s->frames[0].func);
-		s->location = strdup(s->frames[0].location);
+		int k = c->opts.function_frame < s->nframes ? c->opts.function_frame
+							   : s->nframes - 1;
+
+		s->function = strdup(s->frames[k].func);
+		s->location = strdup(s->frames[k].location);
 	} else {
 		s->function = strdup(s->key.stack_id ? "[stack unavailable]"
 						     : "[stack not captured]");

@@ -29,6 +29,7 @@ struct collector_opts {
 	bool reverse;
 	int growth_window; /* refreshes over which GROWTH is measured */
 	int suspect_window; /* refreshes looked at for leak suspects */
+	int function_frame; /* frame naming the site: 1 when stacks start in the allocator */
 };
 
 int collector_new(struct collector **out, const struct collector_opts *opts,

@@ -23,6 +23,7 @@ enum {
 	OPT_TOP,
 	OPT_VERSION,
 	OPT_ENTRY_PROBES,
+	OPT_SHOW_ALLOCATOR,
 	OPT_BENCH_EMPTY,
 };
 
@@ -45,6 +46,7 @@ static const struct option long_opts[] = {
 	{ "max-stacks", required_argument, NULL, OPT_MAX_STACKS },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "entry-probes", no_argument, NULL, OPT_ENTRY_PROBES },
+	{ "show-allocator", no_argument, NULL, OPT_SHOW_ALLOCATOR },
 	{ "bench-empty-probes", no_argument, NULL, OPT_BENCH_EMPTY },
 	{ NULL, 0, NULL, 0 },
 };
@@ -71,6 +73,7 @@ void config_usage(FILE *f)
 		"                          (jemalloc, tcmalloc, a static executable); repeatable\n"
 		"      --max-allocs N      live allocations tracked (default 1048576)\n"
 		"      --max-stacks N      call stacks tracked (default 65536)\n"
+		"      --show-allocator    keep the allocator's own frame in stacks\n"
 		"      --entry-probes      probe functions at their first instruction (slower;\n"
 		"                          the default moves a probe past instructions the\n"
 		"                          kernel would single-step)\n"
@@ -205,6 +208,9 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err,
 			return CONFIG_VERSION;
 		case OPT_ENTRY_PROBES:
 			cfg->entry_probes = true;
+			break;
+		case OPT_SHOW_ALLOCATOR:
+			cfg->show_allocator = true;
 			break;
 		case OPT_BENCH_EMPTY:
 			cfg->bench_empty = true;

@@ -32,6 +32,7 @@ struct config {
 	unsigned long max_stacks; /* --max-stacks */
 	bool no_color; /* -C, or NO_COLOR set */
 	bool verbose; /* -v */
+	bool show_allocator; /* --show-allocator */
 	bool entry_probes; /* --entry-probes: probe at function entry only */
 	bool bench_empty; /* --bench-empty-probes: benchmarks' floor */
 };

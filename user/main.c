@@ -257,6 +257,7 @@ int main(int argc, char **argv)
 	topts.max_stacks = a.cfg.max_stacks;
 	topts.verbose = a.cfg.verbose;
 	topts.entry_probes = a.cfg.entry_probes;
+	topts.show_allocator = a.cfg.show_allocator;
 	topts.empty = a.cfg.bench_empty;
 	err = tracer_open(&a.tracer, &topts);
 	if (err) {
@@ -272,6 +273,7 @@ int main(int argc, char **argv)
 	}
 	copts.sort = a.cfg.sort;
 	copts.reverse = a.cfg.reverse;
+	copts.function_frame = a.cfg.show_allocator ? 1 : 0;
 	hooks.ctx = &a;
 	hooks.stack = hook_stack;
 	hooks.symbolize = hook_symbolize;

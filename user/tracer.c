@@ -444,6 +444,7 @@ int tracer_open(struct tracer **out, const struct tracer_opts *o)
 	}
 	t->skel->rodata->self_tgid = getpid();
 	t->skel->rodata->empty_programs = o->empty;
+	t->skel->rodata->show_allocator = o->show_allocator;
 	if (o->max_allocs)
 		bpf_map__set_max_entries(t->skel->maps.live, o->max_allocs);
 	if (o->max_stacks) {

@@ -20,6 +20,7 @@ struct tracer_opts {
 	unsigned long max_allocs;
 	unsigned long max_stacks;
 	bool verbose;
+	bool show_allocator; /* the allocator's frame tops each stack */
 	bool entry_probes; /* no probe placement past the first instruction */
 	bool empty; /* benchmarks: programs that return at once */
 };
