@@ -26,9 +26,9 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN       := -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror
 SAN        ?=
-CFLAGS     ?= -O2 -g
-CFLAGS     += -std=gnu11 $(WARN) $(SAN) -MMD -MP -I$(BUILD) -Ibpf -Iuser \
-	      -DMEMTOP_VERSION='"$(VERSION)"' $(PKG_CFLAGS)
+OPTFLAGS   ?= -O2 -g
+ALL_CFLAGS := $(OPTFLAGS) -std=gnu11 $(WARN) $(SAN) -MMD -MP -I$(BUILD) -Ibpf \
+	      -Iuser -DMEMTOP_VERSION='"$(VERSION)"' $(PKG_CFLAGS) $(CFLAGS)
 LDLIBS     += $(PKG_LIBS) -lelf -lz -lstdc++ -lm
 LDFLAGS    += $(SAN)
 
@@ -68,7 +68,7 @@ $(SKEL): $(BUILD)/memtop.bpf.o
 
 $(BUILD)/user/%.o: user/%.c $(SKEL) | $(BUILD)/user
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/memtop: $(MAIN_OBJ) $(LIB_OBJS)
 	$(call msg,LINK,$@)
@@ -76,7 +76,7 @@ $(BUILD)/memtop: $(MAIN_OBJ) $(LIB_OBJS)
 
 $(BUILD)/tests/unit/%: tests/unit/%.c $(LIB_OBJS) | $(BUILD)/tests/unit
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) $< $(LIB_OBJS) $(LDFLAGS) $(LDLIBS) -o $@
+	$(Q)$(CC) $(ALL_CFLAGS) $< $(LIB_OBJS) $(LDFLAGS) $(LDLIBS) -o $@
 
 workloads: $(WL_BINS)
 
@@ -127,7 +127,7 @@ test: deps
 # The whole suite under ASan+UBSan, in its own build tree.
 asan:
 	$(Q)$(MAKE) BUILD=build/asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" \
-		CFLAGS="-O1 -g" unit-test integration-test tui-test
+		OPTFLAGS="-O1 -g" unit-test integration-test tui-test
 
 bench: $(BUILD)/memtop $(BENCH_BINS)
 	$(Q)MEMTOP=$(abspath $(BUILD)/memtop) BENCH_DIR=$(abspath $(BUILD)/bench) tools/bench/run
