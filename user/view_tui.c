@@ -34,11 +34,11 @@
 #include "views.h"
 
 #define SUMMARY_LINES 5 /* rows above the table heading */
-#define PROMPT_MAX 64
-#define MSG_SECONDS 3.0
-#define TICK_MS 100 /* longest wait for a key, so *stop is seen quickly */
-#define KEY_ESC 27
-#define KEY_CTRL_L 12
+#define PROMPT_MAX    64
+#define MSG_SECONDS   3.0
+#define TICK_MS	      100 /* longest wait for a key, so *stop is seen quickly */
+#define KEY_ESC	      27
+#define KEY_CTRL_L    12
 
 enum mode { MODE_TABLE, MODE_STACK, MODE_HELP };
 enum prompt_kind { PROMPT_NONE, PROMPT_SEARCH, PROMPT_FILTER, PROMPT_DELAY };
@@ -71,7 +71,7 @@ struct tui {
 	/* Terminal. */
 	SCREEN *scr;
 	FILE *in, *out; /* opened here when not the terminal */
-	bool keys; /* stdin is a terminal: keys can be read */
+	bool keys;	/* stdin is a terminal: keys can be read */
 	bool color, utf8;
 	int err_fd, saved_err; /* fd 2 redirected while the screen is up */
 
@@ -98,7 +98,7 @@ struct tui {
 	/* Screen state. */
 	enum mode mode;
 	int sel, top, page; /* selection and first row, as indexes into idx */
-	int scroll; /* first line of the stack or help screen */
+	int scroll;	    /* first line of the stack or help screen */
 	struct sel_key key; /* selected site, looked up again after refresh */
 	struct snap_site stack_site; /* the site the stack screen shows */
 	enum prompt_kind prompt;
@@ -396,8 +396,8 @@ static void sparkline(const struct tui *t, char *buf, size_t len,
 		if (hi == lo)
 			lv = v[i] ? levels / 2 - 1 : 0;
 		else
-			lv = (int)((double)(v[i] - lo) * (levels - 1) /
-				   (double)(hi - lo) + 0.5);
+			lv = (int)lround((double)(v[i] - lo) * (levels - 1) /
+					 (double)(hi - lo));
 		if (t->utf8) {
 			if (o + 4 >= len)
 				break;
@@ -512,7 +512,8 @@ static int freeze(struct tui *t)
 	/* Names and frames point into the collector's sites, which live as
 	 * long as the collector: a shallow copy stays valid. */
 	if (n)
-		memcpy(t->frozen, t->snap->sites, (size_t)n * sizeof(*t->frozen));
+		memcpy(t->frozen, t->snap->sites,
+		       (size_t)n * sizeof(*t->frozen));
 	t->nfrozen = n;
 	return 0;
 }
@@ -577,7 +578,7 @@ static void act_sort_key(struct tui *t, int key)
 		enum sort_field f;
 	} map[] = {
 		{'M', SORT_OUTSTANDING}, {'N', SORT_COUNT}, {'G', SORT_GROWTH},
-		{'A', SORT_ALLOC_RATE}, {'T', SORT_AGE},
+		{'A', SORT_ALLOC_RATE},	 {'T', SORT_AGE},
 	};
 
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
@@ -809,9 +810,11 @@ static const struct key_binding {
 	{'\n', act_stack, "Enter", "full stack of the selected site"},
 	{'\r', act_stack, NULL, NULL},
 	{KEY_ENTER, act_stack, NULL, NULL},
-	{'/', act_search, "/ n", "search a function (n: next match)"},
+	{'/', act_search, "/ n F3", "search a function (n: next match)"},
 	{'n', act_search_next, NULL, NULL},
-	{'\\', act_filter, "\\", "filter rows by function substring"},
+	{KEY_F(3), act_search, NULL, NULL},
+	{'\\', act_filter, "\\ F4", "filter rows by function substring"},
+	{KEY_F(4), act_filter, NULL, NULL},
 	{KEY_ESC, act_clear_filter, "Esc", "clear the filter"},
 	{'B', act_baseline, "B", "set / clear the baseline (growth since it)"},
 	{'c', act_collapse, "c", "collapse sites by function"},
@@ -854,7 +857,8 @@ static void prompt_done(struct tui *t)
 			break;
 		} else if (errno || end == t->pbuf || *end || !(v >= 0.1) ||
 			   v > 86400) {
-			set_msg(t, "invalid interval \"%s\": 0.1 to 86400 seconds",
+			set_msg(t,
+				"invalid interval \"%s\": 0.1 to 86400 seconds",
 				t->pbuf);
 		} else {
 			t->interval = v;
@@ -892,8 +896,8 @@ static void prompt_key(struct tui *t, int ch)
 			/* Back over a whole UTF-8 character. */
 			do
 				t->plen--;
-			while (t->plen > 0 &&
-			       ((unsigned char)t->pbuf[t->plen] & 0xc0) == 0x80);
+			while (t->plen > 0 && ((unsigned char)t->pbuf[t->plen] &
+					       0xc0) == 0x80);
 			t->pbuf[t->plen] = '\0';
 		}
 		break;
@@ -925,7 +929,7 @@ static void draw_summary(struct tui *t)
 	char a[48], b[48], c[48];
 	int64_t dbytes = 0, dallocs = 0;
 	int nsusp = 0, x;
-	attr_t bold = A_BOLD;
+	attr_t bold = A_BOLD, sa;
 	double dt;
 
 	if (!s)
@@ -960,16 +964,18 @@ static void draw_summary(struct tui *t)
 	}
 	fmt_clock(a, sizeof(a), s->elapsed_s);
 	if (COLS - (int)strlen(a) - 9 > x)
-		putf(t, 0, COLS - (int)strlen(a) - 9, A_NORMAL, "elapsed %s", a);
+		putf(t, 0, COLS - (int)strlen(a) - 9, A_NORMAL, "elapsed %s",
+		     a);
 
-	/* Line 1: outstanding memory and how it moved since the last refresh. */
+	/* Line 1: outstanding memory and how it moved since the last refresh.
+	 */
 	x = put(t, 1, 0, bold, "Outstanding:");
 	x = putf(t, 1, x + 1, A_NORMAL, "%s in %" PRId64 " allocs",
 		 fmt_fit(a, sizeof(a), (double)s->outstanding_bytes, t->unit,
 			 99, false),
 		 s->outstanding_allocs);
-	x = putf(t, 1, x + 2, A_NORMAL, "change %s (%s/s), %+" PRId64
-		 " allocs (%+.1f/s)",
+	x = putf(t, 1, x + 2, A_NORMAL,
+		 "change %s (%s/s), %+" PRId64 " allocs (%+.1f/s)",
 		 fmt_fit(b, sizeof(b), (double)dbytes, t->unit, 99, true),
 		 fmt_fit(c, sizeof(c), dt ? (double)dbytes / dt : 0, 0, 99,
 			 true),
@@ -1020,42 +1026,49 @@ static void draw_summary(struct tui *t)
 		put(t, 3, x + 1, A_NORMAL, un[t->unit]);
 	}
 
-	/* Line 4: states, then the latest message. */
+	/* Line 4: states (each a badge and a space), then the message. */
 	x = 0;
+	sa = cattr(t, CP_STATE, A_REVERSE) | A_BOLD;
 	if (t->exited)
-		x = put(t, 4, x, cattr(t, CP_STATE, A_REVERSE) | A_BOLD,
-			" PROCESS EXITED ") + 1;
+		x = put(t, 4, x, sa, " PROCESS EXITED ");
 	if (t->paused)
-		x = put(t, 4, x, cattr(t, CP_STATE, A_REVERSE) | A_BOLD,
-			" PAUSED ") + 1;
+		x = put(t, 4, x + !!x, sa, " PAUSED ");
 	if (t->baseline) {
-		x = putf(t, 4, x, A_REVERSE | A_BOLD,
-			 " BASELINE %s ago: %s, %+" PRId64 " allocs ",
-			 fmt_clock(b, sizeof(b),
-				   s->elapsed_s - t->base_elapsed),
-			 fmt_fit(a, sizeof(a),
-				 (double)(s->outstanding_bytes - t->base_bytes),
-				 t->unit, 99, true),
-			 s->outstanding_allocs - t->base_allocs) + 1;
+		fmt_clock(b, sizeof(b), s->elapsed_s - t->base_elapsed);
+		fmt_fit(a, sizeof(a),
+			(double)(s->outstanding_bytes - t->base_bytes), t->unit,
+			99, true);
+		x = putf(t, 4, x + !!x, A_REVERSE | A_BOLD,
+			 " BASELINE %s ago: %s, %+" PRId64 " allocs ", b, a,
+			 s->outstanding_allocs - t->base_allocs);
 	}
 	if (t->filter[0])
-		x = putf(t, 4, x, A_REVERSE | A_BOLD, " FILTER \"%s\" ",
-			 t->filter) + 1;
+		x = putf(t, 4, x + !!x, A_REVERSE | A_BOLD, " FILTER \"%s\" ",
+			 t->filter);
 	if (t->collapse)
-		x = put(t, 4, x, A_REVERSE | A_BOLD, " COLLAPSED ") + 1;
+		x = put(t, 4, x + !!x, A_REVERSE | A_BOLD, " COLLAPSED ");
 	if (t->err_fd >= 0) {
 		struct stat stb;
 
 		if (!fstat(t->err_fd, &stb) && stb.st_size > 0)
-			x = put(t, 4, x, A_DIM, "[messages held until exit]") + 1;
+			x = put(t, 4, x + !!x, A_DIM,
+				"[messages held until exit]");
 	}
 	if (t->msg[0] && mono_now() < t->msg_until)
-		put(t, 4, x + 1, A_BOLD, t->msg);
+		put(t, 4, x + 2 * !!x, A_BOLD, t->msg);
 }
 
 enum col_id {
-	COL_PID, COL_OUT, COL_COUNT, COL_GROWTH, COL_ALLOC, COL_FREE, COL_AVG,
-	COL_AGE, COL_TREND, COL_NR
+	COL_PID,
+	COL_OUT,
+	COL_COUNT,
+	COL_GROWTH,
+	COL_ALLOC,
+	COL_FREE,
+	COL_AVG,
+	COL_AGE,
+	COL_TREND,
+	COL_NR
 };
 
 static const struct column {
@@ -1075,8 +1088,8 @@ static const struct column {
 	[COL_TREND] = {"TREND", 8, -1, 1},
 };
 
-#define FUNC_MIN 18
-#define LOC_MIN 14
+#define FUNC_MIN 22
+#define LOC_MIN	 14
 
 struct layout {
 	bool on[COL_NR];
@@ -1103,7 +1116,8 @@ static void make_layout(const struct tui *t, struct layout *l, int func_need)
 			break;
 		for (int i = 0; i < COL_NR; i++)
 			if (l->on[i] && columns[i].drop &&
-			    (worst < 0 || columns[i].drop > columns[worst].drop))
+			    (worst < 0 ||
+			     columns[i].drop > columns[worst].drop))
 				worst = i;
 		if (worst < 0)
 			break;
@@ -1117,10 +1131,11 @@ static void make_layout(const struct tui *t, struct layout *l, int func_need)
 	}
 	l->func_x = used;
 	/*
-	 * FUNCTION gets what its visible names need, up to 55% of what is
-	 * left; LOCATION the rest.
+	 * FUNCTION gets what its visible names need, up to 60% of what is
+	 * left; LOCATION the rest. Which columns are shown depends on the
+	 * width alone, so they do not come and go while scrolling.
 	 */
-	l->func_w = (COLS - used - 1) * 55 / 100;
+	l->func_w = (COLS - used - 1) * 60 / 100;
 	if (func_need + 1 < l->func_w)
 		l->func_w = func_need + 1;
 	if (l->func_w < FUNC_MIN)
@@ -1245,9 +1260,10 @@ static void draw_prompt(const struct tui *t)
 static void draw_table(struct tui *t)
 {
 	static const char *const bar[] = {
-		"F1", "Help  ", "Enter", "Stack ", "/", "Search ", "\\",
-		"Filter ", "<>", "Sort ", "B", "Base ", "c", "Collapse ",
-		"Z", "Pause ", "e", "Units ", "F10", "Quit ",
+		"F1",	   "Help  ", "Enter",	"Stack ",    "/",
+		"Search ", "\\",     "Filter ", "<>",	     "Sort ",
+		"B",	   "Base ",  "c",	"Collapse ", "Z",
+		"Pause ",  "e",	     "Units ",	"F10",	     "Quit ",
 	};
 	struct layout l;
 	int n, y0 = SUMMARY_LINES + 1, nrows, func_need;
@@ -1302,8 +1318,8 @@ static int clamp_scroll(struct tui *t, int total, int y0)
 static void draw_stack(struct tui *t)
 {
 	static const char *const bar[] = {
-		"Esc", "Back  ", "Up/Dn", "Scroll  ", "PgUp/PgDn", "Page  ",
-		"F10", "Quit ",
+		"Esc",	     "Back  ", "Up/Dn", "Scroll  ",
+		"PgUp/PgDn", "Page  ", "F10",	"Quit ",
 	};
 	const struct snap_site *s = &t->stack_site;
 	char a[48], b[48];
@@ -1331,7 +1347,8 @@ static void draw_stack(struct tui *t)
 	     s->nframes, t->collapse ? " (largest stack of the group)" : "");
 	if (s->suspect)
 		put(t, 2, 0, cattr(t, CP_SUSPECT, A_BOLD) | A_BOLD,
-		    "! leak suspect: outstanding bytes rose in most recent refreshes");
+		    "! leak suspect: outstanding bytes rose in most recent "
+		    "refreshes");
 	fw = (COLS - 6) * 4 / 10;
 	lw = (COLS - 6) * 4 / 10;
 	mx = 5 + fw + 1 + lw + 1;
@@ -1370,7 +1387,8 @@ static void draw_help(struct tui *t)
 		"refreshes (since the baseline when one is set); ALLOC/s and",
 		"FREE/s calls; AVG block size; AGE of the site; TREND of its",
 		"outstanding bytes over the last refreshes.",
-		"A '!' marks a leak suspect: its outstanding bytes rose in most",
+		"A '!' marks a leak suspect: its outstanding bytes rose in "
+		"most",
 		"of the recent refreshes. Growing rows are highlighted.",
 	};
 	static const char *const bar[] = {"Esc", "Back  ", "Up/Dn", "Scroll "};
@@ -1580,7 +1598,8 @@ static int screen_open(struct tui *t)
 		t->scr = newterm("xterm", t->out, t->in);
 	if (!t->scr) {
 		fprintf(stderr,
-			"memtop: cannot use the terminal (TERM=%s); try -b for text output\n",
+			"memtop: cannot use the terminal (TERM=%s); try -b for "
+			"text output\n",
 			term ? term : "");
 		return -ENOTTY;
 	}

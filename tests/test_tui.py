@@ -1,0 +1,593 @@
+#!/usr/bin/env python3
+"""memtop live-screen tests: the curses view driven through tmux.
+
+Usage (as root, kernel with BPF and BTF, tmux installed):
+    MEMTOP=/abs/build/memtop WORKLOADS=/abs/build/tests/workloads \
+        python3 tests/test_tui.py [test names...]
+
+memtop runs in a detached tmux session (private server socket) on the
+ground-truth workload gt_basic (READY <pid>, SIGUSR1, EXPECT lines, DONE).
+Keys go in with send-keys, the screen comes back with capture-pane, and the
+tests check what a user would see: the summary, rows ordered by outstanding
+bytes as the EXPECT lines say, every sort key, the stack screen, search,
+filter, baseline, resizing to 80x24 and 200x60, and that q, SIGTERM and -n
+leave the shell usable with exit status 0, the terminal modes unchanged and
+no alternate screen. Without root, BPF or tmux it prints a loud SKIP and
+exits 0 (1 when CI=true). Python 3 standard library only.
+"""
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+MEMTOP = os.environ.get("MEMTOP", "")
+WORKLOADS = os.environ.get("WORKLOADS", "")
+VERBOSE = os.environ.get("VERBOSE", "") not in ("", "0")
+INTERVAL = "0.3"
+SCREEN_TIMEOUT = 20  # attach and first frame
+TIMEOUT = 10  # anything else the screen should show
+EXIT_TIMEOUT = 20
+
+SORT_KEYS = [  # key, sort_field_name(), heading, how values compare
+    ("N", "count", "COUNT"),
+    ("G", "growth", "GROWTH/s"),
+    ("A", "alloc", "ALLOC/s"),
+    ("T", "age", "AGE"),
+    ("M", "outstanding", "OUTSTANDING"),
+]
+NUMERIC_HEADINGS = ["OUTSTANDING", "COUNT", "GROWTH/s", "ALLOC/s", "FREE/s",
+                    "AVG", "AGE"]
+UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+
+
+class TestFailure(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise TestFailure(msg)
+
+
+# --------------------------------------------------------------------------
+# Parsing what is on the screen
+
+
+def parse_value(s):
+    """A table cell as a number: '1.5 MiB', '+40.0 KiB', '12', '3.4M', '1m05'."""
+    s = s.strip()
+    m = re.fullmatch(r"([+-]?[\d.]+) (B|KiB|MiB|GiB)", s)
+    if m:
+        return float(m.group(1)) * UNITS[m.group(2)]
+    m = re.fullmatch(r"([+-]?[\d.]+)([MG]?)", s)
+    if m:
+        return float(m.group(1)) * {"": 1, "M": 1e6, "G": 1e9}[m.group(2)]
+    m = re.fullmatch(r"(\d+)([smhd])(\d*)", s)
+    if m:
+        big = {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+        small = {"s": 0, "m": 1, "h": 60, "d": 3600}[m.group(2)]
+        return int(m.group(1)) * big + int(m.group(3) or 0) * small
+    raise TestFailure("cannot parse table cell %r" % s)
+
+
+class Screen:
+    """One capture of the pane, split into summary, heading, rows and bar."""
+
+    def __init__(self, text):
+        self.text = text
+        self.lines = text.split("\n")
+        self.heading = None
+        for i, l in enumerate(self.lines):
+            if "OUTSTANDING" in l and "FUNCTION" in l:
+                self.heading = i
+                break
+        self.rows = []
+        if self.heading is not None:
+            for l in self.lines[self.heading + 1:]:
+                if "F1Help" in l or not l.strip():
+                    break
+                self.rows.append(l)
+
+    def has_table(self):
+        return self.heading is not None
+
+    def summary(self):
+        return "\n".join(self.lines[: self.heading or 0])
+
+    def span(self, name):
+        """Character columns of a right-aligned heading's cell."""
+        h = self.lines[self.heading]
+        end = h.index(name) + len(name)
+        prev = 1
+        for other in NUMERIC_HEADINGS + ["PID"]:
+            if other == name or other not in h:
+                continue
+            e = h.index(other) + len(other)
+            if e < end and e > prev:
+                prev = e
+        return prev, end
+
+    def column(self, name):
+        a, b = self.span(name)
+        return [parse_value(r[a:b]) for r in self.rows]
+
+    def functions(self):
+        h = self.lines[self.heading]
+        a, b = h.index("FUNCTION"), h.index("LOCATION")
+        return [r[a:b].strip() for r in self.rows]
+
+
+def non_increasing(v):
+    return all(x >= y for x, y in zip(v, v[1:]))
+
+
+# --------------------------------------------------------------------------
+# Processes
+
+
+class Workload:
+    """gt_basic: READY <pid>, SIGUSR1, EXPECT lines and DONE, then SIGTERM."""
+
+    def __init__(self, name="gt_basic"):
+        path = os.path.join(WORKLOADS, name)
+        check(os.access(path, os.X_OK), "workload %s not built" % path)
+        env = dict(os.environ)
+        env.pop("GT_NO_WAIT", None)
+        self.p = subprocess.Popen([path], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, env=env)
+        self.pid = self.p.pid
+        self.lines = []
+        self.cv = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for raw in iter(self.p.stdout.readline, b""):
+            with self.cv:
+                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                self.cv.notify_all()
+        with self.cv:
+            self.lines.append(None)
+            self.cv.notify_all()
+
+    def wait_line(self, pred, what, timeout=TIMEOUT):
+        deadline = time.monotonic() + timeout
+        with self.cv:
+            while True:
+                for l in self.lines:
+                    if l is None:
+                        raise TestFailure("workload ended before " + what)
+                    if pred(l):
+                        return l
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TestFailure("timeout waiting for " + what)
+                self.cv.wait(left)
+
+    def start(self):
+        """SIGUSR1, then the EXPECT lines: {function: (bytes, allocs)}."""
+        self.wait_line(lambda l: l.startswith("READY "), "READY")
+        os.kill(self.pid, signal.SIGUSR1)
+        self.wait_line(lambda l: l == "DONE", "DONE")
+        with self.cv:
+            bad = [l for l in self.lines if l and l.startswith("GT_ERROR")]
+            check(not bad, "workload error: %s" % bad)
+            exp = {}
+            for l in self.lines:
+                f = (l or "").split()
+                if len(f) == 4 and f[0] == "EXPECT":
+                    exp[f[1]] = (int(f[2]), int(f[3]))
+        return exp
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.wait(timeout=5)
+
+
+class Tmux:
+    """A detached session on a private server, running a plain sh."""
+
+    def __init__(self, tmpdir, width=120, height=40):
+        self.sock = "memtop-test-%d" % os.getpid()
+        self.tmp = tmpdir
+        self.target = "tui"
+        env = "env PS1='$ ' ENV= HISTFILE=/dev/null TERM=tmux-256color sh"
+        self.cmd("-f", "/dev/null", "new-session", "-d", "-s", self.target,
+                 "-x", str(width), "-y", str(height), env)
+        self.cmd("set-option", "-t", self.target, "history-limit", "0")
+
+    def cmd(self, *args):
+        r = subprocess.run(["tmux", "-L", self.sock] + list(args),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=10)
+        if r.returncode:
+            raise TestFailure("tmux %s: %s" % (" ".join(args),
+                                              r.stderr.decode().strip()))
+        return r.stdout.decode("utf-8", "replace")
+
+    def type(self, text):
+        self.cmd("send-keys", "-t", self.target, "-l", text)
+
+    def keys(self, *names):
+        self.cmd("send-keys", "-t", self.target, *names)
+
+    def line(self, text):
+        self.type(text)
+        self.keys("Enter")
+
+    def capture(self):
+        return Screen(self.cmd("capture-pane", "-p", "-t", self.target)
+                      .rstrip("\n"))
+
+    def fmt(self, f):
+        return self.cmd("display-message", "-p", "-t", self.target,
+                        f).strip()
+
+    def size(self):
+        return tuple(int(v) for v in self.fmt(
+            "#{pane_width} #{pane_height}").split())
+
+    def resize(self, w, h):
+        self.cmd("resize-window", "-t", self.target, "-x", str(w), "-y",
+                 str(h))
+
+    def wait(self, pred, what, timeout=TIMEOUT):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = self.capture()
+            try:
+                if pred(last):
+                    return last
+            except (TestFailure, ValueError, IndexError):
+                pass
+            time.sleep(0.1)
+        raise TestFailure("timeout (%ss) waiting for %s; screen:\n%s" %
+                          (timeout, what, last.text if last else "-"))
+
+    def kill(self):
+        subprocess.run(["tmux", "-L", self.sock, "kill-server"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+class Ctx:
+    """A workload and a tmux session; memtop started from the session's sh."""
+
+    def __init__(self):
+        self.tmp = tempfile.mkdtemp(prefix="memtop-tui-")
+        self.wl = Workload()
+        self.tmux = Tmux(self.tmp)
+        self.runs = 0
+
+    def start_memtop(self, extra="", wait_screen=True):
+        """Start memtop; returns its pid. Its exit status is echoed."""
+        self.runs += 1
+        n = self.runs
+        pidf = os.path.join(self.tmp, "memtop%d.pid" % n)
+        self.stty = [os.path.join(self.tmp, "stty%d.%s" % (n, w))
+                     for w in ("before", "after")]
+        self.tag = "EXIT%d=" % n
+        argv = "%s -p %d -d %s %s" % (shlex.quote(MEMTOP), self.wl.pid,
+                                      INTERVAL, extra)
+        self.tmux.line(
+            # The quotes keep the typed command from matching the tag.
+            "stty -g > %s; sh -c %s; echo EXIT\"\"%d=$?; stty -g > %s" %
+            (self.stty[0],
+             shlex.quote("echo $$ > %s; exec %s" % (pidf, argv)),
+             n, self.stty[1]))
+        deadline = time.monotonic() + SCREEN_TIMEOUT
+        while not os.path.exists(pidf) or not open(pidf).read().strip():
+            check(time.monotonic() < deadline, "memtop did not start")
+            time.sleep(0.05)
+        pid = int(open(pidf).read())
+        if wait_screen:
+            self.tmux.wait(lambda s: s.has_table(), "the memtop screen",
+                           SCREEN_TIMEOUT)
+        return pid
+
+    def wait_exit(self, status=0):
+        """The echoed status, a restored terminal and a working shell."""
+        tag = self.tag
+        s = self.tmux.wait(lambda s: tag in s.text, "memtop to exit",
+                           EXIT_TIMEOUT)
+        m = re.search(re.escape(tag) + r"(\d+)", s.text)
+        check(m and int(m.group(1)) == status,
+              "memtop exit status %s, expected %d" %
+              (m.group(1) if m else "?", status))
+        check(self.tmux.fmt("#{alternate_on}") == "0",
+              "the alternate screen is still on after memtop exited")
+        deadline = time.monotonic() + TIMEOUT
+        while not os.path.exists(self.stty[1]):
+            check(time.monotonic() < deadline, "the shell did not go on")
+            time.sleep(0.05)
+        time.sleep(0.1)
+        before, after = (open(p).read().strip() for p in self.stty)
+        check(before == after,
+              "terminal modes changed: %s -> %s" % (before, after))
+        # The shell reads and echoes a line again: it is usable.
+        self.tmux.line("echo ALIVE-$((6*7))")
+        self.tmux.wait(lambda s: "ALIVE-42" in s.text, "a working shell")
+
+    def cleanup(self):
+        self.tmux.kill()
+        self.wl.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
+# Tests
+
+
+def expect_order(exp, funcs):
+    """Functions with distinct expected bytes appear in that order."""
+    pos = {f: i for i, f in enumerate(funcs)}
+    seen = [(b, f) for f, (b, _) in exp.items() if b > 0 and f in pos]
+    for b1, f1 in seen:
+        for b2, f2 in seen:
+            if b1 > b2:
+                check(pos[f1] < pos[f2],
+                      "%s (%d B) is listed after %s (%d B)" %
+                      (f1, b1, f2, b2))
+
+
+def test_screen(ctx):
+    t = ctx.tmux
+    ctx.start_memtop()
+    exp = ctx.wl.start()
+    top_fn = max(exp, key=lambda f: exp[f][0])
+    want = [f for f, (b, _) in exp.items() if b > 0]
+
+    # Summary and rows, ordered by outstanding bytes.
+    s = t.wait(lambda s: set(want) <= set(s.functions()),
+               "every EXPECT function in the table")
+    summ = s.summary()
+    for word in ("PID %d" % ctx.wl.pid, "gt_basic", "Outstanding:",
+                 "Rates:", "RSS:", "Lost:", "Interval: %ss" % INTERVAL,
+                 "Sort: outstanding", "elapsed"):
+        check(word in summ, "summary lacks %r:\n%s" % (word, summ))
+    funcs = s.functions()
+    check(funcs[0] == top_fn, "first row %s, expected %s" % (funcs[0], top_fn))
+    check(non_increasing(s.column("OUTSTANDING")),
+          "rows not ordered by outstanding bytes:\n" + s.text)
+    expect_order(exp, funcs)
+    shown = dict(zip(funcs, s.column("OUTSTANDING")))
+    for f in want:
+        b = exp[f][0]
+        check(abs(shown[f] - b) <= max(0.06 * b, 1),
+              "%s shows %.0f B, expected %d" % (f, shown[f], b))
+
+    # Colours by default, and the sorted heading stands out.
+    def sgr_before(word):
+        esc = t.cmd("capture-pane", "-p", "-e", "-t", t.target)
+        line = next(l for l in esc.split("\n") if "FUNCTION" in l)
+        m = re.search(r"\x1b\[([\d;]*)m *" + re.escape(word), line)
+        return m.group(1) if m else ""
+    check(re.search(r"\x1b\[3[1-7]m",
+                    t.cmd("capture-pane", "-p", "-e", "-t", t.target)),
+          "no colours without -C")
+    check(sgr_before("OUTSTANDING") != sgr_before("COUNT"),
+          "the sorted heading is not highlighted")
+
+    # Every sort key reorders by its column, and R reverses it.
+    for key, name, col in SORT_KEYS:
+        t.keys(key)
+        s = t.wait(lambda s: ("Sort: %s " % name) in s.summary() + " ",
+                   "sort " + name)
+        check(non_increasing(s.column(col)),
+              "%s: %s not in descending order:\n%s" % (key, col, s.text))
+    t.keys("N")
+    s = t.wait(lambda s: "Sort: count " in s.summary() + " ", "sort count")
+    check(sgr_before("COUNT") != sgr_before("AVG"),
+          "N: the COUNT heading is not highlighted")
+    most = max(exp, key=lambda f: exp[f][1])
+    check(s.functions()[0] == most,
+          "N: first row %s, expected %s (most allocations)" %
+          (s.functions()[0], most))
+    t.keys("R")
+    s = t.wait(lambda s: "Sort: count (reversed)" in s.summary(), "reverse")
+    check(non_increasing(s.column("COUNT")[::-1]),
+          "R: COUNT not ascending:\n" + s.text)
+    t.keys("R", ">")
+    t.wait(lambda s: "Sort: growth " in s.summary() + " ", "> to growth")
+    t.keys("<", "<")
+    t.wait(lambda s: "Sort: outstanding " in s.summary() + " ",
+           "< to outstanding")
+
+    # Enter: the full stack of the selected site, down to main.
+    t.keys("Home")
+    first = t.wait(lambda s: s.has_table(), "table").functions()[0]
+    t.keys("Enter")
+    s = t.wait(lambda s: "Stack of" in s.text, "the stack screen")
+    check(first in s.lines[0], "stack of %r, expected %s" % (s.lines[0], first))
+    frames = [l for l in s.lines if re.match(r"\s*#\d+ ", l)]
+    check(len(frames) >= 2, "stack has %d frames:\n%s" % (len(frames), s.text))
+    check(frames[0].split()[1] == first, "frame #0 is not " + first)
+    check(any(l.split()[1] == "main" for l in frames),
+          "no main frame in the stack:\n" + s.text)
+    check("gt_basic.c:" in s.text, "no file:line in the stack:\n" + s.text)
+    t.keys("q")
+    t.wait(lambda s: s.has_table() and s.rows, "q back to the table")
+
+    # / search selects the next match (shown by opening its stack).
+    t.keys("/")
+    t.type("free_so")
+    t.keys("Enter")
+    time.sleep(0.2)
+    t.keys("Enter")
+    t.wait(lambda s: "Stack of free_some" in s.text, "search free_some")
+    t.keys("Escape")
+    t.wait(lambda s: s.has_table() and s.rows, "Esc back to the table")
+
+    # \ filter: only matching rows; Esc clears it.
+    t.keys("\\")
+    t.type("alloc_")
+    t.keys("Enter")
+    s = t.wait(lambda s: 'FILTER "alloc_"' in s.summary() and s.rows and
+               all("alloc_" in f for f in s.functions()), "filter alloc_")
+    check(set(s.functions()) >= {f for f in want if "alloc_" in f},
+          "filter hid matching rows:\n" + s.text)
+    t.keys("\\")
+    t.type("calloc")
+    t.keys("Enter")
+    s = t.wait(lambda s: s.functions() == ["alloc_calloc"], "filter calloc")
+    check(re.search(r"Sites: 1/\d+", s.summary()), "Sites count not 1/N")
+    t.keys("Escape")
+    t.wait(lambda s: "FILTER" not in s.summary() and len(s.rows) >= len(want),
+           "Esc clears the filter")
+
+    # B sets the baseline (shown in the summary), B again clears it.
+    t.keys("B")
+    t.wait(lambda s: "BASELINE" in s.summary(), "baseline in the summary")
+    t.keys("B")
+    t.wait(lambda s: "BASELINE" not in s.summary(), "baseline cleared")
+
+    # Z pauses the table; the summary keeps going.
+    t.keys("Z")
+    t.wait(lambda s: "PAUSED" in s.summary(), "paused")
+    t.keys("Z")
+    t.wait(lambda s: "PAUSED" not in s.summary(), "resumed")
+
+    # Help lists the keys; any key returns.
+    t.keys("h")
+    t.wait(lambda s: "memtop keys" in s.text and "baseline" in s.text, "help")
+    t.keys("x")
+    t.wait(lambda s: s.has_table(), "back from help")
+
+    # Resizes redraw the whole screen at the new size.
+    for w, h in ((80, 24), (200, 60), (120, 40)):
+        t.resize(w, h)
+        check(t.size() == (w, h), "pane is %s, not %dx%d" % (t.size(), w, h))
+
+        def redrawn(s, w=w, h=h):
+            return (len(s.lines) == h and s.lines[0].startswith("memtop") and
+                    s.has_table() and "F1Help" in s.lines[-1] and
+                    s.functions()[0] == top_fn and
+                    max(len(l) for l in s.lines) <= w and
+                    (w < 120 or "LOCATION" in s.lines[s.heading]) and
+                    (w < 200 or len(s.rows) >= len(want)))
+        s = t.wait(redrawn, "a %dx%d redraw" % (w, h))
+        if w == 200:
+            # Nothing is left over from the smaller screen.
+            check(all(not l.strip() for l in
+                      s.lines[s.heading + 1 + len(s.rows):-1]),
+                  "stale lines after the rows:\n" + s.text)
+
+    # q quits with status 0 and leaves a usable shell.
+    t.keys("q")
+    ctx.wait_exit(0)
+
+
+def test_sigterm(ctx):
+    pid = ctx.start_memtop()
+    ctx.wl.start()
+    time.sleep(0.5)
+    os.kill(pid, signal.SIGTERM)
+    ctx.wait_exit(0)
+
+
+def test_sigint(ctx):
+    ctx.start_memtop()
+    ctx.tmux.keys("C-c")
+    ctx.wait_exit(0)
+
+
+def test_iterations(ctx):
+    """-n 3 quits by itself after three refreshes."""
+    ctx.start_memtop("-n 3", wait_screen=False)
+    ctx.wait_exit(0)
+
+
+def test_no_color(ctx):
+    """-C: attributes only; the default: colours."""
+    ctx.start_memtop("-C")
+    esc = ctx.tmux.cmd("capture-pane", "-p", "-e", "-t", ctx.tmux.target)
+    sgr = re.findall(r"\x1b\[([\d;]*)m", esc)
+    col = [c for c in sgr
+           if any(p.isdigit() and (30 <= int(p) <= 47 or 90 <= int(p) <= 107)
+                  and int(p) not in (39, 49) for p in c.split(";"))]
+    check(not col, "colour escapes with -C: %s" % col[:5])
+    check(any("7" in c.split(";") for c in sgr), "no reverse video with -C")
+    ctx.tmux.keys("q")
+    ctx.wait_exit(0)
+
+
+TESTS = [
+    ("screen", test_screen),
+    ("sigterm", test_sigterm),
+    ("sigint", test_sigint),
+    ("iterations", test_iterations),
+    ("no_color", test_no_color),
+]
+
+
+def environment_ok():
+    why = []
+    if os.geteuid() != 0:
+        why.append("not running as root")
+    if not os.path.exists("/sys/kernel/btf/vmlinux"):
+        why.append("/sys/kernel/btf/vmlinux missing")
+    if not shutil.which("tmux"):
+        why.append("tmux not installed")
+    return why
+
+
+def main(argv):
+    why = environment_ok()
+    if why:
+        msg = "SKIP: TUI tests need root, BPF and tmux (%s)" % "; ".join(why)
+        bar = "!" * len(msg)
+        print("%s\n%s\n%s" % (bar, msg, bar), flush=True)
+        return 1 if os.environ.get("CI", "").lower() == "true" else 0
+    if not (MEMTOP and os.access(MEMTOP, os.X_OK)):
+        print("FAIL setup: MEMTOP=%r is not an executable" % MEMTOP)
+        return 1
+    if not (WORKLOADS and os.path.isdir(WORKLOADS)):
+        print("FAIL setup: WORKLOADS=%r is not a directory" % WORKLOADS)
+        return 1
+    names = [n for n, _ in TESTS]
+    sel = argv[1:] or names
+    bad = [s for s in sel if s not in names]
+    if bad:
+        print("unknown test(s): %s; known: %s" % (" ".join(bad),
+                                                  " ".join(names)))
+        return 2
+    failed = []
+    t0 = time.monotonic()
+    for name, fn in TESTS:
+        if name not in sel:
+            continue
+        start = time.monotonic()
+        ctx = None
+        try:
+            ctx = Ctx()
+            fn(ctx)
+            print("PASS tui_%s (%.1fs)" % (name, time.monotonic() - start),
+                  flush=True)
+        except Exception as e:
+            failed.append(name)
+            kind = "" if isinstance(e, TestFailure) else type(e).__name__ + ": "
+            print("FAIL tui_%s: %s%s" % (name, kind, e), flush=True)
+            if ctx is not None and VERBOSE:
+                try:
+                    print(ctx.tmux.capture().text)
+                except Exception:
+                    pass
+        finally:
+            if ctx is not None:
+                ctx.cleanup()
+    print("%d/%d passed in %.1fs%s" % (
+        len(sel) - len(failed), len(sel), time.monotonic() - t0,
+        (" (failed: %s)" % " ".join(failed)) if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
