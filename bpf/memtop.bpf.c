@@ -19,6 +19,16 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile __u32 self_tgid = 0;
 /* Benchmarks only: the same probe points with programs that do nothing. */
 const volatile bool empty_programs = false;
+/* Trace only the tgids in "targets" (-- COMMAND, --follow); else all. */
+const volatile bool filter_targets = false;
+/* No -p, no command: every process's execs and exits matter. */
+const volatile bool system_wide = false;
+/* --follow: add the children a traced process forks to "targets". */
+const volatile bool follow_forks = false;
+/* --min-size: allocations smaller than this are not recorded. */
+const volatile __u64 min_size = 0;
+/* --sample: record one outermost allocation in sample_every. */
+const volatile __u32 sample_every = 0;
 /* --show-allocator: keep the allocator's own frame at the top of stacks. */
 const volatile bool show_allocator = false;
 
@@ -52,6 +62,18 @@ struct {
 	__type(key, __u32);
 	__type(value, struct mt_stats);
 } procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 14);
+	__type(key, __u32);
+	__type(value, __u8);
+} targets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 * 1024);
+} events SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -90,6 +112,21 @@ static __always_inline void count(__u32 idx)
 
 	if (v)
 		__sync_fetch_and_add(v, 1);
+}
+
+static __always_inline bool traced(__u32 tgid)
+{
+	if (tgid == self_tgid)
+		return false;
+	return !filter_targets || bpf_map_lookup_elem(&targets, &tgid);
+}
+
+/* Process events matter for the traced processes only (all, system-wide). */
+static __always_inline bool watched(__u32 tgid)
+{
+	if (tgid == self_tgid)
+		return false;
+	return system_wide || bpf_map_lookup_elem(&targets, &tgid);
 }
 
 static __always_inline __u64 mix64(__u64 h)
@@ -250,9 +287,12 @@ static __always_inline void record(__u32 tgid, __u64 addr, __u64 size,
 	struct mt_live_key lk = { .tgid = tgid, .addr = addr };
 	struct mt_live lv = { .size = size, .stack_id = stack_id };
 	struct mt_site_key sk = { .tgid = tgid, .stack_id = stack_id };
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now;
 	long err;
 
+	if (size < min_size)
+		return;
+	now = bpf_ktime_get_ns();
 	/* The site must exist before the block is live, or its free is lost. */
 	if (!stats_get(&sites, &sk, MT_CNT_SITE_FULL, now))
 		return;
@@ -307,7 +347,7 @@ static __always_inline int enter(struct pt_regs *ctx, __u32 kind, __u64 a0,
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct mt_inflight *st;
 
-	if (tgid == self_tgid)
+	if (!traced(tgid))
 		return 0;
 	st = thread_state();
 	if (!st)
@@ -322,6 +362,13 @@ static __always_inline int enter(struct pt_regs *ctx, __u32 kind, __u64 a0,
 	if (bpf_probe_read_user(&st->ret0, sizeof(st->ret0), (void *)sp))
 		st->ret0 = 0;
 	st->depth = 1;
+	/* An unsampled call still counts in the depth, so that what it calls
+	 * is not taken for an outermost call. */
+	if (sample_every > 1 && bpf_get_prandom_u32() % sample_every) {
+		st->kind = 0;
+		st->last_freed = 0;
+		return 0;
+	}
 	st->kind = kind;
 	st->arg0 = a0;
 	st->arg1 = a1;
@@ -329,55 +376,6 @@ static __always_inline int enter(struct pt_regs *ctx, __u32 kind, __u64 a0,
 	st->last_freed = 0;
 	st->stack_id = capture_stack(ctx, tgid, st->ret0);
 	return 0;
-}
-
-SEC("uprobe")
-int BPF_KPROBE(malloc_enter, __u64 size)
-{
-	if (empty_programs)
-		return 0;
-	return enter(ctx, MT_K_MALLOC, size, 0);
-}
-
-SEC("uprobe")
-int BPF_KPROBE(calloc_enter, __u64 nmemb, __u64 size)
-{
-	if (empty_programs)
-		return 0;
-	/* An overflowing product makes the call fail: nothing is recorded. */
-	return enter(ctx, MT_K_CALLOC, nmemb * size, 0);
-}
-
-SEC("uprobe")
-int BPF_KPROBE(realloc_enter, __u64 ptr, __u64 size)
-{
-	if (empty_programs)
-		return 0;
-	return enter(ctx, MT_K_REALLOC, ptr, size);
-}
-
-SEC("uprobe")
-int BPF_KPROBE(reallocarray_enter, __u64 ptr, __u64 nmemb, __u64 size)
-{
-	if (empty_programs)
-		return 0;
-	return enter(ctx, MT_K_REALLOCARRAY, ptr, nmemb * size);
-}
-
-SEC("uprobe")
-int BPF_KPROBE(memalign_enter, __u64 align, __u64 size)
-{
-	if (empty_programs)
-		return 0;
-	return enter(ctx, MT_K_MEMALIGN, size, 0);
-}
-
-SEC("uprobe")
-int BPF_KPROBE(posix_memalign_enter, __u64 memptr, __u64 align, __u64 size)
-{
-	if (empty_programs)
-		return 0;
-	return enter(ctx, MT_K_POSIX_MEMALIGN, memptr, size);
 }
 
 SEC("uretprobe")
@@ -389,7 +387,7 @@ int BPF_KRETPROBE(alloc_exit, __u64 ret)
 
 	if (empty_programs)
 		return 0;
-	if (tgid == self_tgid)
+	if (!traced(tgid))
 		return 0;
 	st = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
 	if (!st || st->depth == 0)
@@ -451,12 +449,13 @@ int BPF_KRETPROBE(alloc_exit, __u64 ret)
 	return 0;
 }
 
+
 static __always_inline int do_free(struct pt_regs *ctx, __u64 ptr, bool is_delete)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct mt_inflight *st;
 
-	if (!ptr || tgid == self_tgid)
+	if (!ptr || !traced(tgid))
 		return 0;
 	st = thread_state();
 	if (!st)
@@ -478,18 +477,126 @@ static __always_inline int do_free(struct pt_regs *ctx, __u64 ptr, bool is_delet
 	return 0;
 }
 
+/*
+ * One entry program for every allocator function: the attach cookie says
+ * which, so a file's probes are one uprobe_multi link (one detach, one RCU
+ * grace period) instead of a link per function.
+ */
 SEC("uprobe")
-int BPF_KPROBE(free_enter, __u64 ptr)
+int BPF_KPROBE(alloc_enter)
 {
+	__u64 kind = bpf_get_attach_cookie(ctx);
+	__u64 a0 = PT_REGS_PARM1(ctx), a1 = PT_REGS_PARM2(ctx);
+
 	if (empty_programs)
 		return 0;
-	return do_free(ctx, ptr, false);
+	switch (kind) {
+	case MT_K_MALLOC:
+		return enter(ctx, MT_K_MALLOC, a0, 0);
+	case MT_K_CALLOC:
+		/* An overflowing product makes the call fail: nothing recorded. */
+		return enter(ctx, MT_K_CALLOC, a0 * a1, 0);
+	case MT_K_REALLOC:
+		return enter(ctx, MT_K_REALLOC, a0, a1);
+	case MT_K_REALLOCARRAY:
+		return enter(ctx, MT_K_REALLOCARRAY, a0,
+			     a1 * PT_REGS_PARM3(ctx));
+	case MT_K_MEMALIGN:
+		return enter(ctx, MT_K_MEMALIGN, a1, 0);
+	case MT_K_POSIX_MEMALIGN:
+		return enter(ctx, MT_K_POSIX_MEMALIGN, a0, PT_REGS_PARM3(ctx));
+	case MT_K_FREE:
+		return do_free(ctx, a0, false);
+	case MT_K_DELETE:
+		return do_free(ctx, a0, true);
+	}
+	return 0;
 }
 
-SEC("uprobe")
-int BPF_KPROBE(delete_enter, __u64 ptr)
+static __always_inline void notify(__u32 type, __u32 tgid)
 {
-	if (empty_programs)
+	struct mt_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count(MT_CNT_EVENTS_LOST);
+		return;
+	}
+	e->type = type;
+	e->tgid = tgid;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	bpf_ringbuf_submit(e, 0);
+}
+
+struct purge_ctx {
+	__u32 tgid;
+	bool account;
+};
+
+static long purge_one(struct bpf_map *map, struct mt_live_key *key,
+		      struct mt_live *val, struct purge_ctx *pc)
+{
+	if (key->tgid != pc->tgid)
 		return 0;
-	return do_free(ctx, ptr, true);
+	if (pc->account)
+		account(key->tgid, val->stack_id, -(__s64)val->size, -1, 0);
+	bpf_map_delete_elem(map, key);
+	return 0;
+}
+
+/*
+ * Forget a process's live blocks so that the map never fills with the dead.
+ * At exit the aggregates keep their last values (what it held when it died);
+ * at exec its heap is gone and the aggregates drop with it.
+ */
+static __always_inline void purge(__u32 tgid, bool account_it)
+{
+	struct purge_ctx pc = { .tgid = tgid, .account = account_it };
+	struct mt_stats *ps = bpf_map_lookup_elem(&procs, &tgid);
+
+	if (!ps || ps->outstanding_allocs <= 0)
+		return;
+	bpf_for_each_map_elem(&live, purge_one, &pc, 0);
+}
+
+/* tp_btf, not tracepoint: no tracefs needed, typed arguments. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid)
+{
+	__u32 tgid = p->tgid;
+
+	if (!watched(tgid))
+		return 0;
+	purge(tgid, true);
+	notify(MT_EV_EXEC, tgid);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(on_exit, struct task_struct *p, bool group_dead)
+{
+	__u32 tgid = p->tgid;
+
+	if (!group_dead || !watched(tgid))
+		return 0;
+	purge(tgid, false);
+	bpf_map_delete_elem(&targets, &tgid);
+	notify(MT_EV_EXIT, tgid);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = parent->tgid, ctgid = child->tgid;
+	__u8 one = 1;
+
+	/* A new thread shares its process's tgid: only new processes count. */
+	if (!follow_forks || ctgid == ptgid ||
+	    !bpf_map_lookup_elem(&targets, &ptgid))
+		return 0;
+	if (bpf_map_update_elem(&targets, &ctgid, &one, BPF_ANY))
+		count(MT_CNT_TARGETS_FULL);
+	else
+		notify(MT_EV_FORK, ctgid);
+	return 0;
 }

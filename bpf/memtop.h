@@ -25,10 +25,15 @@ enum memtop_counter {
 	MT_CNT_PROC_FULL, /* per-process map full */
 	MT_CNT_DEPTH_RESET, /* abandoned allocator call (unwound) */
 	MT_CNT_MEMPTR_FAIL, /* posix_memalign result unreadable */
+	MT_CNT_EVENTS_LOST, /* exec/exit notification dropped: ring buffer full */
+	MT_CNT_TARGETS_FULL, /* a forked child not followed: targets map full */
 	MT_CNT_NR,
 };
 
-/* Kinds of allocator entry point, stored per thread between entry and return. */
+/*
+ * Kinds of allocator entry point: the attach cookie of each probe, and what
+ * the thread is in between an allocation's entry and its return.
+ */
 enum memtop_kind {
 	MT_K_MALLOC = 1, /* size in arg0 (malloc, valloc, pvalloc, new) */
 	MT_K_CALLOC, /* nmemb * size */
@@ -36,6 +41,21 @@ enum memtop_kind {
 	MT_K_REALLOCARRAY, /* old pointer, nmemb * size */
 	MT_K_MEMALIGN, /* alignment, size (memalign, aligned_alloc) */
 	MT_K_POSIX_MEMALIGN, /* memptr, alignment, size */
+	MT_K_FREE, /* pointer */
+	MT_K_DELETE, /* pointer; its free of the same block is not counted */
+};
+
+/* Notifications to userspace: rare process events, never allocations. */
+enum memtop_event_type {
+	MT_EV_EXEC = 1, /* tgid exec'd: its mappings (and allocator) changed */
+	MT_EV_EXIT, /* tgid's last thread exited */
+	MT_EV_FORK, /* a followed process forked tgid */
+};
+
+struct mt_event {
+	__u32 type;
+	__u32 tgid;
+	char comm[16]; /* a short-lived process is gone before /proc is read */
 };
 
 /* Key of the per-site aggregate and stack maps: a stack is per process. */

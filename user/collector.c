@@ -409,6 +409,15 @@ static size_t collapse_rows(struct snap_site *rows, size_t n)
 	return out;
 }
 
+static int cmp_proc(const void *a, const void *b)
+{
+	const struct snap_proc *x = a, *y = b;
+
+	if (x->outstanding_bytes != y->outstanding_bytes)
+		return x->outstanding_bytes > y->outstanding_bytes ? -1 : 1;
+	return x->pid < y->pid ? -1 : x->pid > y->pid;
+}
+
 static int build_snapshot(struct collector *c, double dt)
 {
 	struct snapshot *s = &c->snap;
@@ -489,6 +498,7 @@ static int build_snapshot(struct collector *c, double dt)
 		s->rss_bytes += r->rss_bytes;
 	}
 	s->baseline = c->baseline;
+	qsort(s->procs, s->nprocs, sizeof(*s->procs), cmp_proc);
 	snapshot_sort_sites(s->sites, s->nsites, c->opts.sort, c->opts.reverse);
 	return 0;
 }
@@ -614,6 +624,36 @@ static void site_free(struct site_state *s)
 	free(s->function);
 	free(s->location);
 	free(s);
+}
+
+void collector_forget(struct collector *c, uint32_t pid)
+{
+	struct site_state **old = c->tab;
+	size_t cap = c->tab_cap;
+	struct site_state **nt = calloc(cap, sizeof(*nt));
+
+	if (!nt)
+		return; /* keep it: a stale row is better than a crash */
+	/* Rebuild the table: open addressing has no cheap deletion. */
+	c->tab = nt;
+	c->nsites = 0;
+	for (size_t i = 0; i < cap; i++) {
+		if (!old[i])
+			continue;
+		if (old[i]->key.tgid == pid) {
+			site_free(old[i]);
+			continue;
+		}
+		*tab_slot(c, &old[i]->key) = old[i];
+		c->nsites++;
+	}
+	free(old);
+	for (int i = 0; i < c->nprocs; i++) {
+		if (c->procs[i].pid != pid)
+			continue;
+		c->procs[i] = c->procs[--c->nprocs];
+		break;
+	}
 }
 
 void collector_free(struct collector *c)

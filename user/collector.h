@@ -44,6 +44,8 @@ void collector_set_sort(struct collector *c, enum sort_field f, bool reverse);
 void collector_set_baseline(struct collector *c, bool on);
 /* Collapse sites by function (stacks that share frames[0].func). */
 void collector_set_collapse(struct collector *c, bool on);
+/* Drop a process and its sites (it exited and has been shown). */
+void collector_forget(struct collector *c, uint32_t pid);
 void collector_free(struct collector *c);
 
 #endif

@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,9 @@ enum {
 	OPT_TOP,
 	OPT_VERSION,
 	OPT_ENTRY_PROBES,
+	OPT_COMM,
+	OPT_MIN_SIZE,
+	OPT_SAMPLE,
 	OPT_SHOW_ALLOCATOR,
 	OPT_BENCH_EMPTY,
 };
@@ -46,6 +50,11 @@ static const struct option long_opts[] = {
 	{ "max-stacks", required_argument, NULL, OPT_MAX_STACKS },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "entry-probes", no_argument, NULL, OPT_ENTRY_PROBES },
+	{ "follow", no_argument, NULL, 'f' },
+	{ "user", required_argument, NULL, 'u' },
+	{ "comm", required_argument, NULL, OPT_COMM },
+	{ "min-size", required_argument, NULL, OPT_MIN_SIZE },
+	{ "sample", required_argument, NULL, OPT_SAMPLE },
 	{ "show-allocator", no_argument, NULL, OPT_SHOW_ALLOCATOR },
 	{ "bench-empty-probes", no_argument, NULL, OPT_BENCH_EMPTY },
 	{ NULL, 0, NULL, 0 },
@@ -54,11 +63,17 @@ static const struct option long_opts[] = {
 void config_usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: memtop [OPTIONS] -p PID[,PID...]\n"
+		"Usage: memtop [OPTIONS] [-p PID[,PID...]]\n"
+		"       memtop [OPTIONS] -- COMMAND [ARGS...]\n"
 		"Trace the heap allocations of running processes with eBPF and show\n"
 		"which call stacks hold outstanding memory and whether it grows.\n"
 		"\n"
-		"  -p, --pid PID[,PID...]  processes to trace (required)\n"
+		"  -p, --pid PID[,PID...]  processes to trace (default: every process)\n"
+		"  -f, --follow            also trace the children they fork\n"
+		"  -u, --user USER         only processes of USER (name or uid)\n"
+		"      --comm NAME         only processes whose command name is NAME\n"
+		"      --min-size BYTES    record only allocations of at least BYTES\n"
+		"      --sample N          record one allocation in N, figures scaled (estimates)\n"
 		"  -b, --batch             print text samples instead of the live screen\n"
 		"  -d, --delay SECS        refresh interval (default 1, fractions allowed)\n"
 		"  -n, --iterations N      stop after N samples\n"
@@ -84,7 +99,9 @@ void config_usage(FILE *f)
 		"      --version           print the version\n"
 		"\n"
 		"Examples:\n"
+		"  sudo memtop                              every process on the system\n"
 		"  sudo memtop -p 1234                      live view of one process\n"
+		"  sudo memtop -b -- ./server --port 8080   run a command, trace it from its start\n"
 		"  sudo memtop -p 1234 -b -d 5 -n 12        a minute of text samples\n"
 		"  sudo memtop -p 1234 -b --csv out.csv --folded out.folded\n");
 }
@@ -160,7 +177,7 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err,
 	err[0] = '\0';
 	optind = 0; /* glibc: a full reset, forgetting any previous argv */
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":p:bd:n:o:rCvh", long_opts,
+	while ((c = getopt_long(argc, argv, "+:p:bd:n:o:rCvhfu:", long_opts,
 				NULL)) != -1) {
 		switch (c) {
 		case 'p':
@@ -208,6 +225,45 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err,
 			return CONFIG_VERSION;
 		case OPT_ENTRY_PROBES:
 			cfg->entry_probes = true;
+			break;
+		case 'f':
+			cfg->follow = true;
+			break;
+		case 'u': {
+			struct passwd *pw = getpwnam(optarg);
+
+			if (pw) {
+				cfg->uid = pw->pw_uid;
+			} else if (!parse_long(optarg, 0, INT_MAX, &v)) {
+				cfg->uid = (uid_t)v;
+			} else {
+				return fail(err, errlen, "unknown user '%s'",
+					    optarg);
+			}
+			cfg->user = optarg;
+			cfg->has_uid = true;
+			break;
+		}
+		case OPT_COMM:
+			if (!*optarg || strlen(optarg) > 15)
+				return fail(err, errlen,
+					    "invalid --comm '%s': expected a command name of 1 to 15 characters",
+					    optarg);
+			cfg->comm = optarg;
+			break;
+		case OPT_MIN_SIZE:
+			if (parse_long(optarg, 1, LONG_MAX, &v))
+				return fail(err, errlen,
+					    "invalid --min-size '%s': expected a number of bytes > 0",
+					    optarg);
+			cfg->min_size = (unsigned long long)v;
+			break;
+		case OPT_SAMPLE:
+			if (parse_long(optarg, 1, 1000000, &v))
+				return fail(err, errlen,
+					    "invalid --sample '%s': expected 1 to 1000000",
+					    optarg);
+			cfg->sample_every = (unsigned)v;
 			break;
 		case OPT_SHOW_ALLOCATOR:
 			cfg->show_allocator = true;
@@ -278,11 +334,19 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err,
 				    argv[optind - 1]);
 		}
 	}
-	if (optind < argc)
-		return fail(err, errlen, "unexpected argument '%s'",
-			    argv[optind]);
-	if (!cfg->npids)
+	if (optind < argc) {
+		/* getopt stops at "--" or the first operand ("+"). */
+		if (strcmp(argv[optind - 1], "--"))
+			return fail(err, errlen,
+				    "unexpected argument '%s' (a command to run goes after --)",
+				    argv[optind]);
+		cfg->command = &argv[optind];
+	}
+	if (cfg->command && cfg->npids)
 		return fail(err, errlen,
-			    "no process given: use -p PID (see memtop --help)");
+			    "-p and a command cannot be combined: trace one or the other");
+	if (cfg->follow && !cfg->npids && !cfg->command)
+		return fail(err, errlen,
+			    "-f follows the children of -p PID or of a command: give one");
 	return CONFIG_RUN;
 }

@@ -32,6 +32,14 @@ struct config {
 	unsigned long max_stacks; /* --max-stacks */
 	bool no_color; /* -C, or NO_COLOR set */
 	bool verbose; /* -v */
+	bool follow; /* -f: trace the children traced processes fork */
+	char *const *command; /* -- COMMAND [ARGS]: argv, NULL-terminated */
+	const char *user; /* -u: only this user's processes */
+	uid_t uid;
+	bool has_uid;
+	const char *comm; /* --comm: only processes of this name */
+	unsigned long long min_size; /* --min-size */
+	unsigned sample_every; /* --sample N */
 	bool show_allocator; /* --show-allocator */
 	bool entry_probes; /* --entry-probes: probe at function entry only */
 	bool bench_empty; /* --bench-empty-probes: benchmarks' floor */

@@ -13,11 +13,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/capability.h>
 #include <bpf/libbpf.h>
 #include "collector.h"
 #include "config.h"
+#include "launch.h"
 #include "procfs.h"
 #include "symbolizer.h"
 #include "tracer.h"
@@ -48,7 +52,13 @@ struct app {
 	struct raw_sample raw;
 	const struct snapshot *snap;
 	bool targets_gone;
+	bool system_wide; /* no -p, no command: keep running as processes go */
+	struct launch child; /* -- COMMAND */
+	bool has_child;
+	uint32_t *forget; /* exited processes shown once, dropped next refresh */
+	int nforget, forget_cap;
 	bool csv_failed;
+	bool out_failed; /* standard output failed (not EPIPE) */
 };
 
 static bool verbose_libbpf;
@@ -74,6 +84,52 @@ static int hook_symbolize(void *ctx, uint32_t pid, uint64_t ip,
 				  out);
 }
 
+/* -u and --comm */
+static bool keep_proc(void *ctx, const struct raw_proc *p)
+{
+	const struct config *cfg = ctx;
+
+	if (cfg->has_uid && p->uid != cfg->uid)
+		return false;
+	return !cfg->comm || !strcmp(cfg->comm, p->comm);
+}
+
+/*
+ * A process that exited is shown in one refresh (dimmed, as htop does) and
+ * dropped before the next, from the maps as well, so they never fill with
+ * the dead. Named targets stay: memtop ends when they are all gone.
+ */
+static void forget_dead(struct app *a)
+{
+	for (int i = 0; i < a->nforget; i++) {
+		tracer_forget(a->tracer, a->forget[i]);
+		collector_forget(a->coll, a->forget[i]);
+		symbolizer_forget(a->sym, (pid_t)a->forget[i]);
+	}
+	a->nforget = 0;
+	if (!a->system_wide && !a->cfg.follow)
+		return;
+	for (int i = 0; i < a->snap->nprocs; i++) {
+		const struct snap_proc *p = &a->snap->procs[i];
+		bool named = false;
+
+		for (int k = 0; k < a->cfg.npids; k++)
+			named |= (uint32_t)a->cfg.pids[k] == p->pid;
+		if (p->alive || named)
+			continue;
+		if (a->nforget == a->forget_cap) {
+			int ncap = a->forget_cap ? a->forget_cap * 2 : 16;
+			uint32_t *nf = realloc(a->forget, ncap * sizeof(*nf));
+
+			if (!nf)
+				return;
+			a->forget = nf;
+			a->forget_cap = ncap;
+		}
+		a->forget[a->nforget++] = p->pid;
+	}
+}
+
 /* One refresh: read the maps and /proc, update the model, write the CSV. */
 static int app_refresh(void *ctx, const struct snapshot **out)
 {
@@ -81,6 +137,10 @@ static int app_refresh(void *ctx, const struct snapshot **out)
 	bool any_alive = false;
 	int err;
 
+	if (a->snap)
+		forget_dead(a);
+	if (a->has_child)
+		launch_reap(&a->child);
 	sample_reset(&a->raw);
 	err = tracer_read(a->tracer, &a->raw);
 	if (err)
@@ -95,18 +155,26 @@ static int app_refresh(void *ctx, const struct snapshot **out)
 		procfs_fill(&a->raw.procs[i]);
 		any_alive |= a->raw.procs[i].alive;
 	}
+	if (a->cfg.has_uid || a->cfg.comm) {
+		err = sample_filter(&a->raw, keep_proc, &a->cfg);
+		if (err)
+			return err;
+	}
 	err = collector_update(a->coll, &a->raw, &a->snap);
 	if (err)
 		return err;
 	if (a->csv && !a->csv_failed) {
 		err = csv_write(a->csv, a->snap, a->cfg.csv_top);
-		if (err) {
+		if (err == -EPIPE) { /* --csv - | head: the reader is done */
+			a->csv_failed = true;
+			stop_flag = 1;
+		} else if (err) {
 			fprintf(stderr, "memtop: cannot write the CSV file %s: %s\n",
 				a->cfg.csv_path, strerror(-err));
 			a->csv_failed = true;
 		}
 	}
-	a->targets_gone = !any_alive;
+	a->targets_gone = !a->system_wide && !any_alive;
 	*out = a->snap;
 	return 0;
 }
@@ -152,8 +220,20 @@ static int run_batch(struct app *a)
 		err = app_refresh(a, &a->snap);
 		if (err)
 			break;
-		if (a->cfg.batch)
+		if (a->cfg.batch) {
+			errno = 0;
 			view_batch_print(stdout, a->snap, a->cfg.top);
+			/* memtop -b | head: stop once the reader has gone. */
+			if (ferror(stdout) || fflush(stdout) == EOF) {
+				if (errno == EPIPE)
+					break;
+				fprintf(stderr,
+					"memtop: cannot write the standard output: %s\n",
+					strerror(errno));
+				a->out_failed = true;
+				break;
+			}
+		}
 		n++;
 		if (a->targets_gone) {
 			report_exits(a);
@@ -178,8 +258,102 @@ static int check_output_path(const char *path)
 	return 0;
 }
 
+/* strerror(), but a symlink planted at an output path gets a clear word. */
+static const char *output_error(const char *path, int err)
+{
+	struct stat st;
+
+	if (err == -ELOOP && !lstat(path, &st) && S_ISLNK(st.st_mode))
+		return "it is a symbolic link (not followed)";
+	return strerror(-err);
+}
+
+#ifndef CAP_PERFMON
+#define CAP_PERFMON 38
+#endif
+#ifndef CAP_BPF
+#define CAP_BPF 39
+#endif
+
+static bool has_cap(const struct __user_cap_data_struct d[2], int cap)
+{
+	return d[cap / 32].effective & (1u << (cap % 32));
+}
+
+/*
+ * Say, in one line, what is missing before anything is loaded: the
+ * capabilities to load BPF programs and open uprobe perf events (CAP_BPF and
+ * CAP_PERFMON, or CAP_SYS_ADMIN on kernels before 5.8), BTF for CO-RE, and
+ * the uprobe PMU.
+ */
+static int check_privileges_and_kernel(void)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2] = { 0 };
+	bool bpf, perfmon;
+
+	if (syscall(SYS_capget, &h, d) == 0) {
+		bpf = has_cap(d, CAP_BPF) || has_cap(d, CAP_SYS_ADMIN);
+		perfmon = has_cap(d, CAP_PERFMON) || has_cap(d, CAP_SYS_ADMIN);
+	} else {
+		bpf = perfmon = geteuid() == 0;
+	}
+	if (!bpf || !perfmon) {
+		if (geteuid() != 0)
+			fprintf(stderr,
+				"memtop: needs root (or CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE): run it with sudo\n");
+		else
+			fprintf(stderr,
+				"memtop: running as root but without %s%s%s (dropped from this process or container): run it with full root privileges, e.g. sudo, or grant CAP_BPF and CAP_PERFMON\n",
+				bpf ? "" : "CAP_BPF",
+				!bpf && !perfmon ? " and " : "",
+				perfmon ? "" : "CAP_PERFMON");
+		return EXIT_PERM;
+	}
+	if (access("/sys/kernel/btf/vmlinux", R_OK)) {
+		fprintf(stderr,
+			"memtop: the kernel has no BTF (/sys/kernel/btf/vmlinux: %s): it needs a kernel built with CONFIG_DEBUG_INFO_BTF=y\n",
+			strerror(errno));
+		return EXIT_PERM;
+	}
+	if (access("/sys/bus/event_source/devices/uprobe/type", R_OK)) {
+		fprintf(stderr,
+			"memtop: the kernel has no uprobes (/sys/bus/event_source/devices/uprobe/type: %s): it needs a kernel built with CONFIG_UPROBE_EVENTS=y\n",
+			strerror(errno));
+		return EXIT_PERM;
+	}
+	return 0;
+}
+
+/* PF_KTHREAD in /proc/PID/stat's flags: no user memory, nothing to probe. */
+static bool is_kernel_thread(pid_t pid, char *comm, size_t len)
+{
+	char path[64], buf[1024], *lp, *rp;
+	unsigned long flags;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	lp = strchr(buf, '(');
+	rp = strrchr(buf, ')');
+	if (!lp || !rp || rp < lp ||
+	    sscanf(rp + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) != 1)
+		return false;
+	snprintf(comm, len, "%.*s", (int)(rp - lp - 1), lp + 1);
+	return flags & 0x00200000; /* PF_KTHREAD */
+}
+
 static void app_close(struct app *a)
 {
+	free(a->forget);
 	collector_free(a->coll);
 	symbolizer_free(a->sym);
 	tracer_close(a->tracer);
@@ -196,6 +370,13 @@ int main(int argc, char **argv)
 	char err_msg[256];
 	int ret = EXIT_OK, err;
 
+	/* memtop is run by root; installed setuid it would let anyone trace
+	 * anything and write files anywhere. */
+	if (getuid() != geteuid() || getgid() != getegid()) {
+		fprintf(stderr,
+			"memtop: refusing to run setuid or setgid: remove the bit (chmod u-s,g-s) and run it with sudo\n");
+		return EXIT_PERM;
+	}
 	err = config_parse(&a.cfg, argc, argv, err_msg, sizeof(err_msg));
 	if (err < 0) {
 		fprintf(stderr, "memtop: %s\n", err_msg);
@@ -209,15 +390,21 @@ int main(int argc, char **argv)
 		printf("memtop %s\n", MEMTOP_VERSION);
 		return EXIT_OK;
 	}
-	if (geteuid() != 0) {
-		fprintf(stderr,
-			"memtop: needs root (or CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE): run it with sudo\n");
-		return EXIT_PERM;
-	}
+	err = check_privileges_and_kernel();
+	if (err)
+		return err;
 	for (int i = 0; i < a.cfg.npids; i++) {
+		char comm[64] = "";
+
 		if (!procfs_alive(a.cfg.pids[i])) {
 			fprintf(stderr, "memtop: no process with PID %d\n",
 				a.cfg.pids[i]);
+			return EXIT_TARGET;
+		}
+		if (is_kernel_thread(a.cfg.pids[i], comm, sizeof(comm))) {
+			fprintf(stderr,
+				"memtop: PID %d (%s) is a kernel thread: it has no user-space heap to trace\n",
+				a.cfg.pids[i], comm);
 			return EXIT_TARGET;
 		}
 	}
@@ -225,7 +412,8 @@ int main(int argc, char **argv)
 		err = check_output_path(a.cfg.folded_path);
 		if (err) {
 			fprintf(stderr, "memtop: cannot write %s: %s\n",
-				a.cfg.folded_path, strerror(-err));
+				a.cfg.folded_path,
+				output_error(a.cfg.folded_path, err));
 			return EXIT_USAGE;
 		}
 	}
@@ -233,10 +421,25 @@ int main(int argc, char **argv)
 		err = csv_open(&a.csv, a.cfg.csv_path);
 		if (err) {
 			fprintf(stderr, "memtop: cannot write %s: %s\n",
-				a.cfg.csv_path, strerror(-err));
+				a.cfg.csv_path, output_error(a.cfg.csv_path, err));
 			return EXIT_USAGE;
 		}
 	}
+
+	if (a.cfg.command) {
+		/* Forked before the signal handlers: the child keeps defaults. */
+		err = launch_start(&a.child, a.cfg.command);
+		if (err) {
+			fprintf(stderr, "memtop: cannot start %s: %s\n",
+				a.cfg.command[0], strerror(-err));
+			ret = EXIT_RUNTIME;
+			goto cleanup;
+		}
+		a.has_child = true;
+		a.cfg.pids[0] = a.child.pid;
+		a.cfg.npids = 1;
+	}
+	a.system_wide = !a.cfg.npids;
 
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
@@ -259,6 +462,10 @@ int main(int argc, char **argv)
 	topts.entry_probes = a.cfg.entry_probes;
 	topts.show_allocator = a.cfg.show_allocator;
 	topts.empty = a.cfg.bench_empty;
+	topts.filter = a.has_child || a.cfg.follow;
+	topts.follow = a.cfg.follow;
+	topts.min_size = a.cfg.min_size;
+	topts.sample_every = a.cfg.sample_every;
 	err = tracer_open(&a.tracer, &topts);
 	if (err) {
 		ret = err == -EPERM || err == -EACCES ? EXIT_PERM : EXIT_TARGET;
@@ -283,9 +490,24 @@ int main(int argc, char **argv)
 		goto cleanup;
 	}
 	fprintf(stderr, "memtop: tracing");
-	for (int i = 0; i < a.cfg.npids; i++)
+	if (a.system_wide)
+		fprintf(stderr, " every process (allocations from now on)");
+	else if (a.has_child)
+		fprintf(stderr, " %s (pid %d)", a.cfg.command[0], a.child.pid);
+	for (int i = 0; i < a.cfg.npids && !a.has_child; i++)
 		fprintf(stderr, "%s %d", i ? "," : " pid", a.cfg.pids[i]);
-	fprintf(stderr, ": %d probes attached\n", tracer_nprobes(a.tracer));
+	fprintf(stderr, "%s: %d probes attached\n",
+		a.cfg.follow ? " and its children" : "",
+		tracer_nprobes(a.tracer));
+	if (a.has_child) {
+		err = launch_release(&a.child);
+		if (err) {
+			fprintf(stderr, "memtop: cannot run %s: %s\n",
+				a.cfg.command[0], strerror(-err));
+			ret = err == -ENOENT ? 127 : 126;
+			goto cleanup;
+		}
+	}
 
 	if (a.cfg.batch) {
 		err = run_batch(&a);
@@ -306,6 +528,8 @@ int main(int argc, char **argv)
 	if (err) {
 		fprintf(stderr, "memtop: %s\n", strerror(-err));
 		ret = EXIT_RUNTIME;
+	} else if (a.out_failed) {
+		ret = EXIT_RUNTIME;
 	}
 	if (a.snap && a.cfg.folded_path) {
 		err = folded_write(a.cfg.folded_path, a.snap);
@@ -316,6 +540,13 @@ int main(int argc, char **argv)
 		}
 	}
 cleanup:
+	if (a.has_child) {
+		/* The command's status is memtop's once it has ended. */
+		if (launch_reap(&a.child) && ret == EXIT_OK)
+			ret = launch_exit_code(&a.child);
+		else if (!a.child.reaped && a.child.go_fd >= 0)
+			launch_abort(&a.child); /* never released: never ran */
+	}
 	if (a.csv && csv_close(a.csv) && ret == EXIT_OK) {
 		fprintf(stderr, "memtop: cannot finish %s\n", a.cfg.csv_path);
 		ret = EXIT_RUNTIME;

@@ -111,6 +111,14 @@ void procfs_fill(struct raw_proc *p)
 	} else if (!p->cmdline[0]) {
 		snprintf(p->cmdline, sizeof(p->cmdline), "[%s]", p->comm);
 	}
+	snprintf(path, sizeof(path), "/proc/%u/status", p->tgid);
+	n = read_file(path, buf, sizeof(buf));
+	if (n > 0) {
+		char *u = strstr(buf, "\nUid:");
+
+		if (u)
+			p->uid = (uint32_t)strtoul(u + 5, NULL, 10);
+	}
 	snprintf(path, sizeof(path), "/proc/%u/statm", p->tgid);
 	n = read_file(path, buf, sizeof(buf));
 	if (n > 0 && sscanf(buf, "%*s %ld", &pages) == 1)

@@ -67,6 +67,39 @@ struct raw_proc *sample_add_proc(struct raw_sample *s, uint32_t tgid)
 	return p;
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int sample_filter(struct raw_sample *s,
+		  bool (*keep)(void *ctx, const struct raw_proc *p), void *ctx)
+{
+	uint32_t *kept = malloc((s->nprocs ? s->nprocs : 1) * sizeof(*kept));
+	size_t np = 0, ns = 0;
+
+	if (!kept)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->nprocs; i++) {
+		if (!keep(ctx, &s->procs[i]))
+			continue;
+		kept[np] = s->procs[i].tgid;
+		s->procs[np++] = s->procs[i];
+	}
+	s->nprocs = np;
+	qsort(kept, np, sizeof(*kept), cmp_u32);
+	/* Sites by binary search: system-wide samples have many of both. */
+	for (size_t i = 0; i < s->nsites; i++)
+		if (bsearch(&s->sites[i].key.tgid, kept, np, sizeof(*kept),
+			    cmp_u32))
+			s->sites[ns++] = s->sites[i];
+	s->nsites = ns;
+	free(kept);
+	return 0;
+}
+
 void sample_free(struct raw_sample *s)
 {
 	free(s->sites);

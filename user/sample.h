@@ -24,6 +24,7 @@ struct raw_proc {
 	bool has_stats; /* the BPF side has seen an allocation */
 	struct mt_stats st;
 	uint64_t rss_bytes;
+	uint32_t uid; /* real uid, from /proc/PID/status */
 	char comm[16];
 	char cmdline[256];
 };
@@ -43,6 +44,9 @@ void sample_reset(struct raw_sample *s);
 int sample_add_site(struct raw_sample *s, const struct raw_site *site);
 struct raw_proc *sample_add_proc(struct raw_sample *s, uint32_t tgid);
 struct raw_proc *sample_find_proc(struct raw_sample *s, uint32_t tgid);
+/* Keep only the processes keep() accepts, and their sites. */
+int sample_filter(struct raw_sample *s,
+		  bool (*keep)(void *ctx, const struct raw_proc *p), void *ctx);
 void sample_free(struct raw_sample *s);
 
 #endif

@@ -10,13 +10,16 @@
 #include <fcntl.h>
 #include <gelf.h>
 #include <libelf.h>
+#include <dirent.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -37,61 +40,72 @@ _Static_assert(sizeof(struct mt_live_key) == 16, "mt_live_key ABI");
 _Static_assert(sizeof(struct mt_live) == 24, "mt_live ABI");
 _Static_assert(sizeof(struct mt_inflight) == 56, "mt_inflight ABI");
 
-enum probe_prog {
-	P_MALLOC,
-	P_CALLOC,
-	P_REALLOC,
-	P_REALLOCARRAY,
-	P_MEMALIGN,
-	P_POSIX_MEMALIGN,
-	P_FREE,
-	P_DELETE,
-};
-
 struct probe_sym {
 	const char *name;
-	enum probe_prog prog;
+	__u32 kind; /* enum memtop_kind: the probe's attach cookie */
 	bool ret; /* needs the uretprobe */
 };
 
 static const struct probe_sym probe_syms[] = {
-	{ "malloc", P_MALLOC, true },
-	{ "calloc", P_CALLOC, true },
-	{ "realloc", P_REALLOC, true },
-	{ "reallocarray", P_REALLOCARRAY, true },
-	{ "free", P_FREE, false },
-	{ "posix_memalign", P_POSIX_MEMALIGN, true },
-	{ "aligned_alloc", P_MEMALIGN, true },
-	{ "memalign", P_MEMALIGN, true },
-	{ "valloc", P_MALLOC, true },
-	{ "pvalloc", P_MALLOC, true },
+	{ "malloc", MT_K_MALLOC, true },
+	{ "calloc", MT_K_CALLOC, true },
+	{ "realloc", MT_K_REALLOC, true },
+	{ "reallocarray", MT_K_REALLOCARRAY, true },
+	{ "free", MT_K_FREE, false },
+	{ "posix_memalign", MT_K_POSIX_MEMALIGN, true },
+	{ "aligned_alloc", MT_K_MEMALIGN, true },
+	{ "memalign", MT_K_MEMALIGN, true },
+	{ "valloc", MT_K_MALLOC, true },
+	{ "pvalloc", MT_K_MALLOC, true },
 	/* C++: every operator new takes the size first. */
-	{ "_Znwm", P_MALLOC, true },
-	{ "_Znam", P_MALLOC, true },
-	{ "_ZnwmRKSt9nothrow_t", P_MALLOC, true },
-	{ "_ZnamRKSt9nothrow_t", P_MALLOC, true },
-	{ "_ZnwmSt11align_val_t", P_MALLOC, true },
-	{ "_ZnamSt11align_val_t", P_MALLOC, true },
-	{ "_ZnwmSt11align_val_tRKSt9nothrow_t", P_MALLOC, true },
-	{ "_ZnamSt11align_val_tRKSt9nothrow_t", P_MALLOC, true },
+	{ "_Znwm", MT_K_MALLOC, true },
+	{ "_Znam", MT_K_MALLOC, true },
+	{ "_ZnwmRKSt9nothrow_t", MT_K_MALLOC, true },
+	{ "_ZnamRKSt9nothrow_t", MT_K_MALLOC, true },
+	{ "_ZnwmSt11align_val_t", MT_K_MALLOC, true },
+	{ "_ZnamSt11align_val_t", MT_K_MALLOC, true },
+	{ "_ZnwmSt11align_val_tRKSt9nothrow_t", MT_K_MALLOC, true },
+	{ "_ZnamSt11align_val_tRKSt9nothrow_t", MT_K_MALLOC, true },
 	/* ... and every operator delete the pointer first. */
-	{ "_ZdlPv", P_DELETE, false },
-	{ "_ZdaPv", P_DELETE, false },
-	{ "_ZdlPvm", P_DELETE, false },
-	{ "_ZdaPvm", P_DELETE, false },
-	{ "_ZdlPvRKSt9nothrow_t", P_DELETE, false },
-	{ "_ZdaPvRKSt9nothrow_t", P_DELETE, false },
-	{ "_ZdlPvSt11align_val_t", P_DELETE, false },
-	{ "_ZdaPvSt11align_val_t", P_DELETE, false },
-	{ "_ZdlPvmSt11align_val_t", P_DELETE, false },
-	{ "_ZdaPvmSt11align_val_t", P_DELETE, false },
-	{ "_ZdlPvSt11align_val_tRKSt9nothrow_t", P_DELETE, false },
-	{ "_ZdaPvSt11align_val_tRKSt9nothrow_t", P_DELETE, false },
+	{ "_ZdlPv", MT_K_DELETE, false },
+	{ "_ZdaPv", MT_K_DELETE, false },
+	{ "_ZdlPvm", MT_K_DELETE, false },
+	{ "_ZdaPvm", MT_K_DELETE, false },
+	{ "_ZdlPvRKSt9nothrow_t", MT_K_DELETE, false },
+	{ "_ZdaPvRKSt9nothrow_t", MT_K_DELETE, false },
+	{ "_ZdlPvSt11align_val_t", MT_K_DELETE, false },
+	{ "_ZdaPvSt11align_val_t", MT_K_DELETE, false },
+	{ "_ZdlPvmSt11align_val_t", MT_K_DELETE, false },
+	{ "_ZdaPvmSt11align_val_t", MT_K_DELETE, false },
+	{ "_ZdlPvSt11align_val_tRKSt9nothrow_t", MT_K_DELETE, false },
+	{ "_ZdaPvSt11align_val_tRKSt9nothrow_t", MT_K_DELETE, false },
 };
 
 #define NSYMS (sizeof(probe_syms) / sizeof(probe_syms[0]))
 
+struct file_set;
+
+/* Names of exited processes, from their exit events (a small cache). */
+#define NCOMMS 4096
+struct comm_entry {
+	__u32 tgid;
+	char comm[16];
+};
+
 struct tracer {
+	struct tracer_opts opts;
+	int *fds; /* uprobe_multi links */
+	int nfds, fds_cap;
+	int nprobes;
+	bool global; /* probes attached for every process (pid -1) */
+	struct file_set *sets;
+	int nsets;
+	struct ring_buffer *rb;
+	pthread_t thread;
+	bool thread_running;
+	volatile bool stop_thread;
+	pthread_mutex_t lock; /* links, sets, comms: the event thread's too */
+	struct comm_entry comms[NCOMMS];
 	struct memtop_bpf *skel;
 	struct bpf_link **links;
 	int nlinks, links_cap;
@@ -102,28 +116,6 @@ struct tracer {
 	size_t batch_cap;
 };
 
-static struct bpf_program *prog_of(struct tracer *t, enum probe_prog p)
-{
-	switch (p) {
-	case P_MALLOC:
-		return t->skel->progs.malloc_enter;
-	case P_CALLOC:
-		return t->skel->progs.calloc_enter;
-	case P_REALLOC:
-		return t->skel->progs.realloc_enter;
-	case P_REALLOCARRAY:
-		return t->skel->progs.reallocarray_enter;
-	case P_MEMALIGN:
-		return t->skel->progs.memalign_enter;
-	case P_POSIX_MEMALIGN:
-		return t->skel->progs.posix_memalign_enter;
-	case P_FREE:
-		return t->skel->progs.free_enter;
-	case P_DELETE:
-		return t->skel->progs.delete_enter;
-	}
-	return NULL;
-}
 
 struct sym_loc {
 	uint64_t addr; /* st_value; 0 = not defined here */
@@ -233,32 +225,83 @@ static int add_link(struct tracer *t, struct bpf_link *l)
 	return 0;
 }
 
-static int attach_one(struct tracer *t, pid_t pid, const char *path,
-		      const char *func, uint64_t off, struct bpf_program *prog,
-		      bool ret)
-{
-	LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret);
-	struct bpf_link *l;
-	int err;
+/*
+ * bpf(BPF_LINK_CREATE) for a uprobe_multi link, which libbpf 1.1 predates;
+ * the layout is the kernel's union bpf_attr link_create (6.6+).
+ */
+struct uprobe_multi_attr {
+	__u32 prog_fd;
+	__u32 target_fd;
+	__u32 attach_type;
+	__u32 flags;
+	__u64 path;
+	__u64 offsets;
+	__u64 ref_ctr_offsets;
+	__u64 cookies;
+	__u32 cnt;
+	__u32 um_flags;
+	__u32 pid;
+	__u32 pad;
+};
 
-	l = bpf_program__attach_uprobe_opts(prog, pid, path, off, &opts);
-	if (!l) {
+#define MT_BPF_TRACE_UPROBE_MULTI 48
+#define MT_BPF_F_UPROBE_MULTI_RETURN 1
+
+static int add_fd(struct tracer *t, int fd)
+{
+	if (t->nfds == t->fds_cap) {
+		int ncap = t->fds_cap ? t->fds_cap * 2 : 32;
+		int *p = realloc(t->fds, ncap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		t->fds = p;
+		t->fds_cap = ncap;
+	}
+	t->fds[t->nfds++] = fd;
+	return 0;
+}
+
+static int attach_multi(struct tracer *t, struct bpf_program *prog,
+			pid_t pid, const char *path, const uint64_t *offs,
+			const uint64_t *cookies, int n, bool ret)
+{
+	struct uprobe_multi_attr a;
+	int fd, err;
+
+	memset(&a, 0, sizeof(a));
+	a.prog_fd = bpf_program__fd(prog);
+	a.attach_type = MT_BPF_TRACE_UPROBE_MULTI;
+	a.path = (uintptr_t)path;
+	a.offsets = (uintptr_t)offs;
+	a.cookies = (uintptr_t)cookies;
+	a.cnt = n;
+	a.um_flags = ret ? MT_BPF_F_UPROBE_MULTI_RETURN : 0;
+	a.pid = pid > 0 ? (__u32)pid : 0;
+	fd = syscall(__NR_bpf, BPF_LINK_CREATE, &a, sizeof(a));
+	if (fd < 0) {
 		err = -errno;
 		fprintf(stderr,
-			"memtop: cannot attach %s to %s in %s (pid %d): %s\n",
-			ret ? "uretprobe" : "uprobe", func, path, pid,
+			"memtop: cannot attach %d %s to %s (pid %d): %s\n", n,
+			ret ? "uretprobes" : "uprobes", path, pid,
 			strerror(-err));
 		return err;
 	}
-	return add_link(t, l);
+	err = add_fd(t, fd);
+	if (err)
+		close(fd);
+	else
+		t->nprobes += n;
+	return err;
 }
 
-/* Probe every allocator entry point path defines, in pid. */
+/* Probe every allocator entry point path defines, in pid (-1: all). */
 static int attach_file(struct tracer *t, pid_t pid, const char *path,
 		       bool required, const struct tracer_opts *o)
 {
 	struct sym_loc locs[NSYMS];
-	int n, err, attached = 0;
+	uint64_t offs[NSYMS], cookies[NSYMS], roffs[NSYMS];
+	int n, nent = 0, nret = 0, err;
 
 	n = elf_find_syms(path, locs);
 	if (n < 0) {
@@ -287,29 +330,31 @@ static int attach_file(struct tracer *t, pid_t pid, const char *path,
 			continue;
 		if (!o->entry_probes &&
 		    placement_choose(locs[k].code, locs[k].ncode,
-				     ps->prog == P_FREE || ps->prog == P_DELETE,
+				     ps->kind == MT_K_FREE ||
+					     ps->kind == MT_K_DELETE,
 				     &delta))
 			delta = 0;
-		err = attach_one(t, pid, path, ps->name,
-				 locs[k].file_off + delta,
-				 prog_of(t, ps->prog), false);
-		/* At delta the stack pointer and the return address are still
-		 * the entry's, so the uretprobe can go there too. */
-		if (!err && ps->ret)
-			err = attach_one(t, pid, path, ps->name,
-					 locs[k].file_off + delta,
-					 t->skel->progs.alloc_exit, true);
-		if (err)
-			return err;
 		if (o->verbose && delta)
 			fprintf(stderr, "memtop: probing %s at +%llu\n",
 				ps->name, (unsigned long long)delta);
-		attached++;
+		offs[nent] = locs[k].file_off + delta;
+		cookies[nent++] = ps->kind;
+		/* At delta the stack pointer and the return address are still
+		 * the entry's, so the uretprobe can go there too. */
+		if (ps->ret)
+			roffs[nret++] = locs[k].file_off + delta;
 	}
+	err = attach_multi(t, t->skel->progs.alloc_enter, pid, path, offs,
+			   cookies, nent, false);
+	if (!err && nret)
+		err = attach_multi(t, t->skel->progs.alloc_exit, pid, path,
+				   roffs, NULL, nret, true);
+	if (err)
+		return err;
 	if (o->verbose)
 		fprintf(stderr, "memtop: pid %d: %d functions probed in %s\n",
-			pid, attached, path);
-	return attached;
+			pid, nent, path);
+	return nent;
 }
 
 struct file_id {
@@ -318,6 +363,7 @@ struct file_id {
 };
 
 struct file_set {
+	pid_t pid; /* whose probes (-1: every process) */
 	struct file_id *ids;
 	int n;
 };
@@ -343,75 +389,212 @@ static int file_set_add(struct file_set *set, const char *path)
 	return 1;
 }
 
+static bool has_set(struct tracer *t, pid_t pid)
+{
+	for (int i = 0; i < t->nsets; i++)
+		if (t->sets[i].pid == pid)
+			return true;
+	return false;
+}
+
+/* The probes' file set for pid: one per traced pid, or the global one. */
+static struct file_set *set_for(struct tracer *t, pid_t pid)
+{
+	struct file_set *sets;
+
+	if (t->global)
+		return &t->sets[0];
+	for (int i = 0; i < t->nsets; i++)
+		if (t->sets[i].pid == pid)
+			return &t->sets[i];
+	sets = realloc(t->sets, (t->nsets + 1) * sizeof(*sets));
+	if (!sets)
+		return NULL;
+	t->sets = sets;
+	memset(&t->sets[t->nsets], 0, sizeof(*sets));
+	t->sets[t->nsets].pid = pid;
+	return &t->sets[t->nsets++];
+}
+
 /*
- * Attach to every mapped file of pid that defines allocator functions, opened
- * through /proc/PID/root so that a process in a container is probed in its
- * own files, then to the --lib files. Each file (by device and inode) is
- * probed once: two probes on one instruction would count twice.
+ * Probe every file mapped by pid that defines allocator functions and is not
+ * probed yet, opened through /proc/PID/root so that a process in a container
+ * is probed in its own files. Each file (by device and inode) is probed once
+ * per set: two probes on one instruction would count twice. Returns the
+ * number of functions probed, or -errno.
  */
-static int attach_pid(struct tracer *t, pid_t pid, const struct tracer_opts *o)
+static int scan_pid(struct tracer *t, pid_t pid)
 {
 	char mpath[64], line[4096 + 256], path[PATH_MAX + 64];
-	struct file_set seen = { 0 };
+	struct file_set *set = set_for(t, pid);
 	struct maps_entry e;
 	int total = 0, err = 0, n;
 	FILE *f;
 
+	if (!set)
+		return -ENOMEM;
 	snprintf(mpath, sizeof(mpath), "/proc/%d/maps", pid);
 	f = fopen(mpath, "re");
-	if (!f) {
-		err = -errno;
-		fprintf(stderr, "memtop: cannot read %s: %s\n", mpath,
-			strerror(-err));
-		return err;
-	}
+	if (!f)
+		return -errno;
 	while (fgets(line, sizeof(line), f)) {
 		if (procfs_parse_maps_line(line, &e) || e.path[0] != '/' ||
 		    !e.inode)
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/root%s", pid, e.path);
-		n = file_set_add(&seen, path);
+		n = file_set_add(set, path);
 		if (n == -ENOMEM) {
 			err = n;
-			goto cleanup;
+			break;
 		}
 		if (n <= 0)
 			continue; /* seen, or gone (deleted): nothing to probe */
-		n = attach_file(t, pid, path, false, o);
+		n = attach_file(t, set->pid, path, false, &t->opts);
 		if (n < 0 && n != -ENOEXEC && n != -ENOENT && n != -EACCES) {
 			err = n;
-			goto cleanup;
+			break;
 		}
 		if (n > 0)
 			total += n;
 	}
-	for (int i = 0; i < o->nlibs; i++) {
-		n = file_set_add(&seen, o->libs[i]);
+	fclose(f);
+	return err ? err : total;
+}
+
+/* --lib files, probed for pid (or globally). */
+static int attach_libs(struct tracer *t, pid_t pid)
+{
+	struct file_set *set = set_for(t, pid);
+	int total = 0, n;
+
+	if (!set)
+		return -ENOMEM;
+	for (int i = 0; i < t->opts.nlibs; i++) {
+		n = file_set_add(set, t->opts.libs[i]);
 		if (n < 0) {
-			fprintf(stderr, "memtop: --lib %s: %s\n", o->libs[i],
-				strerror(-n));
-			err = n;
-			goto cleanup;
+			fprintf(stderr, "memtop: --lib %s: %s\n",
+				t->opts.libs[i], strerror(-n));
+			return n;
 		}
 		if (n == 0)
-			continue; /* already probed as one of pid's mappings */
-		n = attach_file(t, pid, o->libs[i], true, o);
-		if (n < 0) {
-			err = n;
-			goto cleanup;
-		}
+			continue; /* already probed as a mapping */
+		n = attach_file(t, set->pid, t->opts.libs[i], true, &t->opts);
+		if (n < 0)
+			return n;
 		total += n;
 	}
-	if (!total) {
+	return total;
+}
+
+static bool is_kernel_thread(pid_t pid)
+{
+	char path[64], buf[64];
+	ssize_t n;
+	int fd;
+
+	/* Kernel threads have no user memory: an empty maps file. */
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	return n == 0;
+}
+
+/* Probe what one explicitly named process needs; its errors are fatal. */
+static int attach_target(struct tracer *t, pid_t pid)
+{
+	int n, total;
+
+	if (is_kernel_thread(pid)) {
+		fprintf(stderr,
+			"memtop: pid %d is a kernel thread: it has no heap to trace\n",
+			pid);
+		return -EINVAL;
+	}
+	total = scan_pid(t, pid);
+	if (total < 0) {
+		fprintf(stderr, "memtop: cannot probe pid %d: %s\n", pid,
+			strerror(-total));
+		return total;
+	}
+	n = attach_libs(t, pid);
+	if (n < 0)
+		return n;
+	total += n;
+	if (!total && !t->global) {
 		fprintf(stderr,
 			"memtop: pid %d maps no allocator library to probe (a static binary? use --lib PATH)\n",
 			pid);
-		err = -ENOENT;
+		return -ENOENT;
 	}
-cleanup:
-	free(seen.ids);
-	fclose(f);
-	return err;
+	return 0;
+}
+
+/* System-wide: every allocator file any process maps, probed once. */
+static int attach_everywhere(struct tracer *t)
+{
+	struct dirent *de;
+	DIR *d = opendir("/proc");
+	int err;
+
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+
+		if (*end || pid <= 0 || pid == getpid())
+			continue;
+		err = scan_pid(t, (pid_t)pid);
+		if (err < 0 && err != -ENOENT && err != -ESRCH &&
+		    err != -EACCES) {
+			closedir(d);
+			return err;
+		}
+	}
+	closedir(d);
+	return 0;
+}
+
+/* Exec'd and forked processes may map allocators not probed yet. */
+static int on_event(void *ctx, void *data, size_t len)
+{
+	struct tracer *t = ctx;
+	const struct mt_event *e = data;
+
+	if (len < sizeof(*e))
+		return 0;
+	if (e->type == MT_EV_EXIT) {
+		struct comm_entry *c = &t->comms[e->tgid % NCOMMS];
+
+		pthread_mutex_lock(&t->lock);
+		c->tgid = e->tgid;
+		memcpy(c->comm, e->comm, sizeof(c->comm));
+		c->comm[sizeof(c->comm) - 1] = '\0';
+		pthread_mutex_unlock(&t->lock);
+	}
+	if (e->type == MT_EV_EXEC || e->type == MT_EV_FORK) {
+		pthread_mutex_lock(&t->lock);
+		if (t->global || has_set(t, e->tgid))
+			scan_pid(t, e->tgid);
+		pthread_mutex_unlock(&t->lock);
+	}
+	return 0;
+}
+
+static void *event_thread(void *arg)
+{
+	struct tracer *t = arg;
+
+	while (!t->stop_thread) {
+		int err = ring_buffer__poll(t->rb, 100);
+
+		if (err < 0 && err != -EINTR)
+			break;
+	}
+	return NULL;
 }
 
 int tracer_open(struct tracer **out, const struct tracer_opts *o)
@@ -425,6 +608,18 @@ int tracer_open(struct tracer **out, const struct tracer_opts *o)
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
+	pthread_mutex_init(&t->lock, NULL);
+	t->opts = *o;
+	t->global = o->npids == 0 || o->filter;
+	if (t->global) {
+		t->sets = calloc(1, sizeof(*t->sets));
+		if (!t->sets) {
+			err = -ENOMEM;
+			goto cleanup;
+		}
+		t->sets[0].pid = -1;
+		t->nsets = 1;
+	}
 	t->ncpus = libbpf_num_possible_cpus();
 	if (t->ncpus <= 0) {
 		err = t->ncpus ? t->ncpus : -EINVAL;
@@ -445,23 +640,91 @@ int tracer_open(struct tracer **out, const struct tracer_opts *o)
 	t->skel->rodata->self_tgid = getpid();
 	t->skel->rodata->empty_programs = o->empty;
 	t->skel->rodata->show_allocator = o->show_allocator;
+	t->skel->rodata->filter_targets = o->filter;
+	t->skel->rodata->system_wide = o->npids == 0;
+	t->skel->rodata->follow_forks = o->follow;
+	t->skel->rodata->min_size = o->min_size;
+	t->skel->rodata->sample_every = o->sample_every;
 	if (o->max_allocs)
 		bpf_map__set_max_entries(t->skel->maps.live, o->max_allocs);
 	if (o->max_stacks) {
 		bpf_map__set_max_entries(t->skel->maps.sites, o->max_stacks);
 		bpf_map__set_max_entries(t->skel->maps.stacks, o->max_stacks);
 	}
+	bpf_program__set_expected_attach_type(t->skel->progs.alloc_enter,
+					      MT_BPF_TRACE_UPROBE_MULTI);
+	bpf_program__set_expected_attach_type(t->skel->progs.alloc_exit,
+					      MT_BPF_TRACE_UPROBE_MULTI);
 	err = memtop_bpf__load(t->skel);
 	if (err) {
 		fprintf(stderr, "memtop: cannot load the BPF programs: %s\n",
 			strerror(-err));
 		goto cleanup;
 	}
+	/* Process events first, so nothing exec'd meanwhile is missed. */
+	{
+		struct bpf_program *tps[] = { t->skel->progs.on_exec,
+					      t->skel->progs.on_exit,
+					      t->skel->progs.on_fork };
+
+		for (size_t i = 0; i < sizeof(tps) / sizeof(tps[0]); i++) {
+			struct bpf_link *l = bpf_program__attach(tps[i]);
+
+			err = l ? add_link(t, l) : -errno;
+			if (err) {
+				fprintf(stderr,
+					"memtop: cannot attach %s to its scheduler tracepoint: %s\n",
+					bpf_program__name(tps[i]),
+					strerror(-err));
+				goto cleanup;
+			}
+		}
+	}
+	t->rb = ring_buffer__new(bpf_map__fd(t->skel->maps.events), on_event,
+				 t, NULL);
+	if (!t->rb) {
+		err = -errno;
+		fprintf(stderr, "memtop: cannot open the event ring buffer: %s\n",
+			strerror(-err));
+		goto cleanup;
+	}
 	for (int i = 0; i < o->npids; i++) {
-		err = attach_pid(t, o->pids[i], o);
+		__u8 one = 1;
+
+		/* Also for -p alone: its execs and exits are watched. */
+		if (bpf_map_update_elem(bpf_map__fd(t->skel->maps.targets),
+					&o->pids[i], &one, BPF_ANY)) {
+			err = -errno;
+			goto cleanup;
+		}
+		err = attach_target(t, o->pids[i]);
 		if (err)
 			goto cleanup;
 	}
+	if (o->npids == 0) {
+		err = attach_everywhere(t);
+		if (!err)
+			err = attach_libs(t, -1);
+		if (err < 0) {
+			fprintf(stderr, "memtop: cannot probe the system: %s\n",
+				strerror(-err));
+			goto cleanup;
+		}
+		err = 0;
+	} else if (o->filter) {
+		/* A command started by memtop is a copy of memtop until it
+		 * execs: probe memtop's own allocator for it too. */
+		err = scan_pid(t, getpid());
+		if (err < 0)
+			goto cleanup;
+		err = 0;
+	}
+	err = pthread_create(&t->thread, NULL, event_thread, t);
+	if (err) {
+		err = -err;
+		goto cleanup;
+	}
+	t->thread_running = true;
 	*out = t;
 	return 0;
 cleanup:
@@ -471,7 +734,7 @@ cleanup:
 
 int tracer_nprobes(const struct tracer *t)
 {
-	return t->nlinks;
+	return t->nprobes;
 }
 
 static int ensure_batch(struct tracer *t, size_t n, size_t ksz, size_t vsz)
@@ -589,6 +852,15 @@ int tracer_read(struct tracer *t, struct raw_sample *raw)
 			strerror(-err));
 		return err;
 	}
+	pthread_mutex_lock(&t->lock);
+	for (size_t i = 0; i < raw->nprocs; i++) {
+		struct raw_proc *p = &raw->procs[i];
+		struct comm_entry *c = &t->comms[p->tgid % NCOMMS];
+
+		if (c->tgid == p->tgid)
+			memcpy(p->comm, c->comm, sizeof(p->comm));
+	}
+	pthread_mutex_unlock(&t->lock);
 	fd = bpf_map__fd(t->skel->maps.counters);
 	for (__u32 i = 0; i < MT_CNT_NR; i++) {
 		if (bpf_map_lookup_elem(fd, &i, t->percpu))
@@ -608,6 +880,29 @@ int tracer_read(struct tracer *t, struct raw_sample *raw)
 	return 0;
 }
 
+void tracer_forget(struct tracer *t, uint32_t tgid)
+{
+	int sites = bpf_map__fd(t->skel->maps.sites);
+	int stacks = bpf_map__fd(t->skel->maps.stacks);
+	struct mt_site_key key, next;
+	bool first = true;
+
+	/* Deleting the current key would restart the walk: step first. */
+	while (!bpf_map_get_next_key(sites, first ? NULL : &key, &next)) {
+		if (!first && key.tgid == tgid) {
+			bpf_map_delete_elem(sites, &key);
+			bpf_map_delete_elem(stacks, &key);
+		}
+		key = next;
+		first = false;
+	}
+	if (!first && key.tgid == tgid) {
+		bpf_map_delete_elem(sites, &key);
+		bpf_map_delete_elem(stacks, &key);
+	}
+	bpf_map_delete_elem(bpf_map__fd(t->skel->maps.procs), &tgid);
+}
+
 int tracer_stack(struct tracer *t, const struct mt_site_key *key,
 		 struct mt_stack *out)
 {
@@ -616,12 +911,91 @@ int tracer_stack(struct tracer *t, const struct mt_site_key *key,
 	return 0;
 }
 
+struct destroy_job {
+	struct bpf_link **links;
+	int n;
+};
+
+static void *destroy_thread(void *arg)
+{
+	struct destroy_job *j = arg;
+
+	for (int i = 0; i < j->n; i++)
+		bpf_link__destroy(j->links[i]);
+	return NULL;
+}
+
+/*
+ * Detaching a uprobe waits for an RCU-tasks grace period (~0.1 s here), one
+ * link after another: 50 probes took 6 s. Closing them from parallel threads
+ * lets the waits overlap, so memtop exits promptly.
+ */
+static void destroy_links(struct bpf_link **links, int n)
+{
+	enum { NTHREADS = 32 };
+	struct destroy_job jobs[NTHREADS];
+	pthread_t tids[NTHREADS];
+	bool started[NTHREADS] = { false };
+	int per = (n + NTHREADS - 1) / NTHREADS, k = 0;
+
+	for (int i = 0; i < n; i += per, k++) {
+		jobs[k].links = links + i;
+		jobs[k].n = i + per <= n ? per : n - i;
+		started[k] = !pthread_create(&tids[k], NULL, destroy_thread,
+					     &jobs[k]);
+		if (!started[k])
+			destroy_thread(&jobs[k]);
+	}
+	for (int i = 0; i < k; i++)
+		if (started[i])
+			pthread_join(tids[i], NULL);
+}
+
+/* Each uprobe_multi link waits for one grace period on close: overlap them. */
+static void *close_thread(void *arg)
+{
+	close((int)(intptr_t)arg);
+	return NULL;
+}
+
+static void close_fds(int *fds, int n)
+{
+	pthread_t tids[64];
+	bool started[64];
+	int k = 0;
+
+	while (k < n) {
+		int m = n - k < 64 ? n - k : 64;
+
+		for (int i = 0; i < m; i++)
+			started[i] = !pthread_create(&tids[i], NULL,
+						     close_thread,
+						     (void *)(intptr_t)fds[k + i]);
+		for (int i = 0; i < m; i++) {
+			if (started[i])
+				pthread_join(tids[i], NULL);
+			else
+				close(fds[k + i]);
+		}
+		k += m;
+	}
+}
+
 void tracer_close(struct tracer *t)
 {
 	if (!t)
 		return;
-	for (int i = t->nlinks - 1; i >= 0; i--)
-		bpf_link__destroy(t->links[i]);
+	if (t->thread_running) {
+		t->stop_thread = true;
+		pthread_join(t->thread, NULL);
+	}
+	ring_buffer__free(t->rb);
+	for (int i = 0; i < t->nsets; i++)
+		free(t->sets[i].ids);
+	free(t->sets);
+	close_fds(t->fds, t->nfds);
+	free(t->fds);
+	destroy_links(t->links, t->nlinks);
 	free(t->links);
 	memtop_bpf__destroy(t->skel);
 	free(t->percpu);

@@ -7,6 +7,7 @@
 #define MEMTOP_TRACER_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include "sample.h"
 
@@ -23,6 +24,14 @@ struct tracer_opts {
 	bool show_allocator; /* the allocator's frame tops each stack */
 	bool entry_probes; /* no probe placement past the first instruction */
 	bool empty; /* benchmarks: programs that return at once */
+	/*
+	 * npids == 0: every process. filter: probe globally but record only
+	 * the pids given (and, with follow, the children they fork).
+	 */
+	bool filter;
+	bool follow;
+	uint64_t min_size; /* allocations below are not recorded */
+	uint32_t sample_every; /* record one in N allocations; 0/1 = all */
 };
 
 int tracer_open(struct tracer **out, const struct tracer_opts *opts);
@@ -30,6 +39,8 @@ int tracer_open(struct tracer **out, const struct tracer_opts *opts);
 int tracer_read(struct tracer *t, struct raw_sample *raw);
 int tracer_stack(struct tracer *t, const struct mt_site_key *key,
 		 struct mt_stack *out);
+/* Delete a dead process's aggregates from the maps. */
+void tracer_forget(struct tracer *t, uint32_t tgid);
 /* Number of uprobes attached. */
 int tracer_nprobes(const struct tracer *t);
 void tracer_close(struct tracer *t);

@@ -284,9 +284,37 @@ static void test_errors(void)
 		   "--version=2 (takes no argument)");
 	expect_err(parse("-p", "1", "stray", NULL), "stray",
 		   "unexpected argument");
-	expect_err(parse(NULL), "-p", "no -p: message mentions -p");
-	expect_err(parse("-b", "-d", "2", NULL), "-p",
-		   "options without -p: message mentions -p");
+	/* No -p: the whole system. */
+	check(parse(NULL) == CONFIG_RUN && cfg.npids == 0 && !cfg.command,
+	      "no -p: system-wide");
+	check(parse("-b", "--", "ls", "-l", NULL) == CONFIG_RUN && cfg.command &&
+		      !strcmp(cfg.command[0], "ls") &&
+		      !strcmp(cfg.command[1], "-l") && !cfg.command[2],
+	      "-- COMMAND ARGS: the command's own options stay its own");
+	expect_err(parse("-p", "1", "--", "ls", NULL), "-p",
+		   "-p and a command together");
+	expect_err(parse("-f", NULL), "-f", "-f without -p or a command");
+	check(parse("-f", "-p", "7", NULL) == CONFIG_RUN && cfg.follow,
+	      "-f -p: follow");
+	check(parse("-u", "root", NULL) == CONFIG_RUN && cfg.has_uid &&
+		      cfg.uid == 0,
+	      "-u root");
+	check(parse("-u", "1234", NULL) == CONFIG_RUN && cfg.uid == 1234,
+	      "-u numeric uid");
+	expect_err(parse("-u", "no-such-user-here", NULL), "no-such-user-here",
+		   "-u unknown user");
+	check(parse("--comm", "python3", NULL) == CONFIG_RUN &&
+		      !strcmp(cfg.comm, "python3"),
+	      "--comm");
+	expect_err(parse("--comm", "a-name-longer-than-15", NULL), "--comm",
+		   "--comm too long");
+	check(parse("--min-size", "4096", "--sample", "10", NULL) ==
+			      CONFIG_RUN &&
+		      cfg.min_size == 4096 && cfg.sample_every == 10,
+	      "--min-size and --sample");
+	expect_err(parse("--sample", "0", NULL), "--sample", "--sample 0");
+	expect_err(parse("--min-size", "-1", NULL), "--min-size",
+		   "--min-size negative");
 	/* Values are echoed; the message must stay on one line. */
 	expect_err(parse("-p", "1", "-o", "bad\nsort", NULL), NULL,
 		   "-o with a newline in the value");
