@@ -225,11 +225,14 @@ static __always_inline struct mt_stats *stats_get(void *map, void *key,
 	return v;
 }
 
+/*
+ * Sites keep cumulative counters only; outstanding = allocated - freed is
+ * computed in userspace, so an event costs two atomic adds instead of four,
+ * and process totals are the sums of their sites: no second map update.
+ */
 static __always_inline void stats_add(struct mt_stats *v, __s64 bytes,
 				      __s64 allocs)
 {
-	__sync_fetch_and_add(&v->outstanding_bytes, bytes);
-	__sync_fetch_and_add(&v->outstanding_allocs, allocs);
 	if (allocs > 0) {
 		__sync_fetch_and_add(&v->allocs, 1);
 		__sync_fetch_and_add(&v->alloc_bytes, bytes);
@@ -243,25 +246,32 @@ static __always_inline void stats_add(struct mt_stats *v, __s64 bytes,
 	}
 }
 
-/* Account a change of a site's live bytes/blocks in the site and the process. */
+/*
+ * System-wide, a process's live-block count decides whether its exit needs a
+ * walk of the live map; elsewhere only the few targets exit.
+ */
+static __always_inline void proc_live_add(__u32 tgid, __s64 allocs)
+{
+	struct mt_stats *ps;
+
+	if (!system_wide || !allocs)
+		return;
+	ps = stats_get(&procs, &tgid, MT_CNT_PROC_FULL, 0);
+	if (ps)
+		__sync_fetch_and_add(&ps->outstanding_allocs, allocs);
+}
+
+/* Account a change of a site's live bytes/blocks. */
 static __always_inline void account(__u32 tgid, __u64 stack_id, __s64 bytes,
 				    __s64 allocs, __u64 now)
 {
 	struct mt_site_key sk = { .tgid = tgid, .stack_id = stack_id };
-	struct mt_stats *ss, *ps;
+	struct mt_stats *ss;
 
 	ss = stats_get(&sites, &sk, MT_CNT_SITE_FULL, now);
-	if (ss) {
+	if (ss)
 		stats_add(ss, bytes, allocs);
-		if (allocs > 0)
-			ss->last_ns = now;
-	}
-	ps = stats_get(&procs, &tgid, MT_CNT_PROC_FULL, now);
-	if (ps) {
-		stats_add(ps, bytes, allocs);
-		if (allocs > 0)
-			ps->last_ns = now;
-	}
+	proc_live_add(tgid, allocs);
 }
 
 /* Forget a live block; false when it was not known. */
@@ -287,6 +297,7 @@ static __always_inline void record(__u32 tgid, __u64 addr, __u64 size,
 	struct mt_live_key lk = { .tgid = tgid, .addr = addr };
 	struct mt_live lv = { .size = size, .stack_id = stack_id };
 	struct mt_site_key sk = { .tgid = tgid, .stack_id = stack_id };
+	struct mt_stats *ss;
 	__u64 now;
 	long err;
 
@@ -294,7 +305,8 @@ static __always_inline void record(__u32 tgid, __u64 addr, __u64 size,
 		return;
 	now = bpf_ktime_get_ns();
 	/* The site must exist before the block is live, or its free is lost. */
-	if (!stats_get(&sites, &sk, MT_CNT_SITE_FULL, now))
+	ss = stats_get(&sites, &sk, MT_CNT_SITE_FULL, now);
+	if (!ss)
 		return;
 	lv.ts_ns = now;
 	err = bpf_map_update_elem(&live, &lk, &lv, BPF_NOEXIST);
@@ -306,7 +318,9 @@ static __always_inline void record(__u32 tgid, __u64 addr, __u64 size,
 		count(MT_CNT_LIVE_FULL);
 		return;
 	}
-	account(tgid, stack_id, size, 1, now);
+	stats_add(ss, size, 1);
+	ss->last_ns = now;
+	proc_live_add(tgid, 1);
 }
 
 static __always_inline struct mt_inflight *thread_state(void)
@@ -551,10 +565,15 @@ static long purge_one(struct bpf_map *map, struct mt_live_key *key,
 static __always_inline void purge(__u32 tgid, bool account_it)
 {
 	struct purge_ctx pc = { .tgid = tgid, .account = account_it };
-	struct mt_stats *ps = bpf_map_lookup_elem(&procs, &tgid);
+	struct mt_stats *ps;
 
-	if (!ps || ps->outstanding_allocs <= 0)
-		return;
+	if (system_wide) {
+		ps = bpf_map_lookup_elem(&procs, &tgid);
+		if (!ps || ps->outstanding_allocs <= 0)
+			return;
+		if (!account_it)
+			bpf_map_delete_elem(&procs, &tgid);
+	}
 	bpf_for_each_map_elem(&live, purge_one, &pc, 0);
 }
 

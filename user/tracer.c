@@ -817,19 +817,49 @@ static int emit_site(void *ctx, const void *k, const void *v)
 
 	memcpy(&s.key, k, sizeof(s.key));
 	memcpy(&s.st, v, sizeof(s.st));
+	/* BPF keeps cumulative counters only (two atomics an event). */
+	s.st.outstanding_bytes = (__s64)(s.st.alloc_bytes - s.st.free_bytes);
+	s.st.outstanding_allocs = (__s64)(s.st.allocs - s.st.frees);
 	return sample_add_site(ctx, &s);
 }
 
-static int emit_proc(void *ctx, const void *k, const void *v)
+static int cmp_site_tgid(const void *a, const void *b)
 {
-	struct raw_proc *p = sample_add_proc(ctx, *(const __u32 *)k);
+	const struct raw_site *x = a, *y = b;
 
-	if (!p)
-		return -ENOMEM;
-	p->has_stats = true;
-	memcpy(&p->st, v, sizeof(p->st));
+	return x->key.tgid < y->key.tgid ? -1 : x->key.tgid > y->key.tgid;
+}
+
+/* A process's figures are the sums of its sites. */
+static int sum_procs(struct raw_sample *raw)
+{
+	struct raw_proc *p = NULL;
+
+	qsort(raw->sites, raw->nsites, sizeof(*raw->sites), cmp_site_tgid);
+	for (size_t i = 0; i < raw->nsites; i++) {
+		const struct mt_stats *st = &raw->sites[i].st;
+
+		if (!p || p->tgid != raw->sites[i].key.tgid) {
+			p = sample_add_proc(raw, raw->sites[i].key.tgid);
+			if (!p)
+				return -ENOMEM;
+			p->has_stats = true;
+			memset(&p->st, 0, sizeof(p->st));
+		}
+		p->st.outstanding_bytes += st->outstanding_bytes;
+		p->st.outstanding_allocs += st->outstanding_allocs;
+		p->st.allocs += st->allocs;
+		p->st.frees += st->frees;
+		p->st.alloc_bytes += st->alloc_bytes;
+		p->st.free_bytes += st->free_bytes;
+		if (!p->st.first_ns || (st->first_ns && st->first_ns < p->st.first_ns))
+			p->st.first_ns = st->first_ns;
+		if (st->last_ns > p->st.last_ns)
+			p->st.last_ns = st->last_ns;
+	}
 	return 0;
 }
+
 
 int tracer_read(struct tracer *t, struct raw_sample *raw)
 {
@@ -844,9 +874,7 @@ int tracer_read(struct tracer *t, struct raw_sample *raw)
 		       sizeof(struct mt_site_key), sizeof(struct mt_stats),
 		       emit_site, raw);
 	if (!err)
-		err = read_map(t, bpf_map__fd(t->skel->maps.procs),
-			       sizeof(__u32), sizeof(struct mt_stats),
-			       emit_proc, raw);
+		err = sum_procs(raw);
 	if (err) {
 		fprintf(stderr, "memtop: cannot read the BPF maps: %s\n",
 			strerror(-err));
