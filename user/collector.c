@@ -37,12 +37,14 @@ struct site_state {
 struct proc_state {
 	uint32_t pid;
 	bool alive;
+	uint32_t uid;
 	char comm[16];
 	char cmdline[256];
 	struct mt_stats st;
 	uint64_t prev_allocs, prev_frees;
 	int64_t prev_bytes, prev_count;
 	uint64_t rss_bytes;
+	int64_t mmap_bytes; /* issue 7 */
 	struct history hist;
 	int64_t base_bytes;
 	uint64_t base_ns;
@@ -99,6 +101,9 @@ int collector_new(struct collector **out, const struct collector_opts *opts,
 	if (c->opts.suspect_window >= SNAP_TREND)
 		c->opts.suspect_window = SNAP_TREND - 1;
 	c->hooks = *hooks;
+	/* elapsed_s and the first interval's rates count from the attach. */
+	c->start_ns = opts->start_ns;
+	c->last_ns = opts->start_ns;
 	c->tab_cap = 1024;
 	c->tab = calloc(c->tab_cap, sizeof(*c->tab));
 	if (!c->tab) {
@@ -241,6 +246,13 @@ static int site_resolve(struct collector *c, struct site_state *s)
 		int k = c->opts.function_frame < s->nframes ? c->opts.function_frame
 							   : s->nframes - 1;
 
+		/* Issue 7: an interpreter's frame names the site if there is one. */
+		for (int i = 0; i < s->nframes; i++) {
+			if (s->frames[i].ip & MT_IP_INTERP_TAG) {
+				k = i;
+				break;
+			}
+		}
 		s->function = strdup(s->frames[k].func);
 		s->location = strdup(s->frames[k].location);
 	} else {
@@ -418,6 +430,22 @@ static int cmp_proc(const void *a, const void *b)
 	return x->pid < y->pid ? -1 : x->pid > y->pid;
 }
 
+/* --sample N: one allocation in N was recorded; the figures estimate all. */
+static struct mt_stats scaled(const struct collector *c,
+			      const struct mt_stats *in)
+{
+	struct mt_stats st = *in;
+	int64_t k = c->opts.scale > 1 ? (int64_t)c->opts.scale : 1;
+
+	st.outstanding_bytes *= k;
+	st.outstanding_allocs *= k;
+	st.allocs *= (uint64_t)k;
+	st.frees *= (uint64_t)k;
+	st.alloc_bytes *= (uint64_t)k;
+	st.free_bytes *= (uint64_t)k;
+	return st;
+}
+
 static int build_snapshot(struct collector *c, double dt)
 {
 	struct snapshot *s = &c->snap;
@@ -462,6 +490,7 @@ static int build_snapshot(struct collector *c, double dt)
 		memset(r, 0, sizeof(*r));
 		r->pid = p->pid;
 		r->alive = p->alive;
+		r->uid = p->uid;
 		memcpy(r->comm, p->comm, sizeof(r->comm));
 		memcpy(r->cmdline, p->cmdline, sizeof(r->cmdline));
 		r->outstanding_bytes = p->st.outstanding_bytes;
@@ -481,6 +510,7 @@ static int build_snapshot(struct collector *c, double dt)
 					: hist_growth(&p->hist,
 						      c->opts.growth_window);
 		r->rss_bytes = p->rss_bytes;
+		r->mmap_bytes = p->mmap_bytes;
 		r->ntrend = p->hist.n;
 		memcpy(r->trend, p->hist.val, sizeof(r->trend[0]) * p->hist.n);
 		for (size_t k = 0; k < n; k++) {
@@ -529,7 +559,7 @@ int collector_update(struct collector *c, const struct raw_sample *raw,
 			st->prev_allocs = 0;
 			st->prev_frees = 0;
 		}
-		st->st = r->st;
+		st->st = scaled(c, &r->st);
 		st->seen_seq = c->seq;
 		hist_push(&st->hist, r->st.outstanding_bytes, raw->mono_ns);
 	}
@@ -544,13 +574,16 @@ int collector_update(struct collector *c, const struct raw_sample *raw,
 		p->prev_bytes = p->st.outstanding_bytes;
 		p->prev_count = p->st.outstanding_allocs;
 		if (r->has_stats)
-			p->st = r->st;
+			p->st = scaled(c, &r->st);
 		p->alive = r->alive;
+		if (r->alive)
+			p->uid = r->uid;
 		if (r->comm[0])
 			memcpy(p->comm, r->comm, sizeof(p->comm));
 		if (r->cmdline[0])
 			memcpy(p->cmdline, r->cmdline, sizeof(p->cmdline));
 		p->rss_bytes = r->alive ? r->rss_bytes : 0;
+		p->mmap_bytes = r->anon_bytes;
 		p->seen_seq = c->seq;
 		hist_push(&p->hist, p->st.outstanding_bytes, raw->mono_ns);
 	}
@@ -558,6 +591,7 @@ int collector_update(struct collector *c, const struct raw_sample *raw,
 	if (err)
 		return err;
 	s->seq = c->seq;
+	s->scale = c->opts.scale > 1 ? c->opts.scale : 1;
 	s->wall = raw->wall;
 	s->elapsed_s = (double)(raw->mono_ns - c->start_ns) / 1e9;
 	s->interval_s = dt;

@@ -29,7 +29,9 @@ struct collector_opts {
 	bool reverse;
 	int growth_window; /* refreshes over which GROWTH is measured */
 	int suspect_window; /* refreshes looked at for leak suspects */
+	uint64_t start_ns; /* CLOCK_MONOTONIC when tracing started; 0 = first update */
 	int function_frame; /* frame naming the site: 1 when stacks start in the allocator */
+	unsigned scale; /* --sample N: figures multiplied by N (estimates); 0/1 exact */
 };
 
 int collector_new(struct collector **out, const struct collector_opts *opts,

@@ -74,12 +74,22 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt,
 static int hook_stack(void *ctx, const struct mt_site_key *key,
 		      struct mt_stack *out)
 {
-	return tracer_stack(((struct app *)ctx)->tracer, key, out);
+	struct app *a = ctx;
+	struct mt_py_stack py;
+	int err = tracer_stack(a->tracer, key, out);
+
+	/* Issue 7: Python frames where the evaluation loop's frames are. */
+	if (!err && a->cfg.python != PYTHON_OFF &&
+	    !tracer_pystack(a->tracer, key, &py))
+		python_splice((pid_t)key->tgid, out, &py);
+	return err;
 }
 
 static int hook_symbolize(void *ctx, uint32_t pid, uint64_t ip,
 			  struct sym_info *out)
 {
+	if (ip & MT_IP_INTERP_TAG) /* a Python frame (issue 7) */
+		return python_symbolize((pid_t)pid, ip, out);
 	return symbolizer_resolve(((struct app *)ctx)->sym, (pid_t)pid, ip,
 				  out);
 }
@@ -101,11 +111,6 @@ static bool keep_proc(void *ctx, const struct raw_proc *p)
  */
 static void forget_dead(struct app *a)
 {
-	for (int i = 0; i < a->nforget; i++) {
-		tracer_forget(a->tracer, a->forget[i]);
-		collector_forget(a->coll, a->forget[i]);
-		symbolizer_forget(a->sym, (pid_t)a->forget[i]);
-	}
 	a->nforget = 0;
 	if (!a->system_wide && !a->cfg.follow)
 		return;
@@ -127,6 +132,12 @@ static void forget_dead(struct app *a)
 			a->forget_cap = ncap;
 		}
 		a->forget[a->nforget++] = p->pid;
+	}
+	/* Shown exited in the last snapshot: gone from this one on. */
+	for (int i = 0; i < a->nforget; i++) {
+		tracer_forget(a->tracer, a->forget[i]);
+		collector_forget(a->coll, a->forget[i]);
+		symbolizer_forget(a->sym, (pid_t)a->forget[i]);
 	}
 }
 
@@ -356,6 +367,7 @@ static void app_close(struct app *a)
 	free(a->forget);
 	collector_free(a->coll);
 	symbolizer_free(a->sym);
+	python_free_all();
 	tracer_close(a->tracer);
 	sample_free(&a->raw);
 }
@@ -466,6 +478,7 @@ int main(int argc, char **argv)
 	topts.follow = a.cfg.follow;
 	topts.min_size = a.cfg.min_size;
 	topts.sample_every = a.cfg.sample_every;
+	topts.python = a.cfg.python;
 	err = tracer_open(&a.tracer, &topts);
 	if (err) {
 		ret = err == -EPERM || err == -EACCES ? EXIT_PERM : EXIT_TARGET;
@@ -478,9 +491,16 @@ int main(int argc, char **argv)
 		ret = EXIT_RUNTIME;
 		goto cleanup;
 	}
+	{
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		copts.start_ns = (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+	}
 	copts.sort = a.cfg.sort;
 	copts.reverse = a.cfg.reverse;
 	copts.function_frame = a.cfg.show_allocator ? 1 : 0;
+	copts.scale = a.cfg.sample_every;
 	hooks.ctx = &a;
 	hooks.stack = hook_stack;
 	hooks.symbolize = hook_symbolize;
@@ -517,7 +537,11 @@ int main(int argc, char **argv)
 				       .iterations = a.cfg.iterations,
 				       .no_color = a.cfg.no_color,
 				       .sort = a.cfg.sort,
-				       .reverse = a.cfg.reverse };
+				       .reverse = a.cfg.reverse,
+				       .system_wide = a.system_wide,
+				       .process_list = a.system_wide ||
+						       a.cfg.npids > 1 ||
+						       a.cfg.follow };
 
 		err = view_tui_run(a.coll, &src, &uo, &stop_flag);
 		if (err == -ENOSYS) /* no screen built in: fall back to text */
