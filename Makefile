@@ -54,11 +54,12 @@ BENCH_SRCS := $(wildcard tools/bench/*.c)
 BENCH_BINS := $(patsubst tools/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
 .PHONY: all clean test unit-test integration-test asan install uninstall \
-	run vmlinux workloads deps bench format tui-test
+	run vmlinux workloads deps bench format tui-test reliability-test fuzz \
+	system-test python-test
 
 all: $(BUILD)/memtop workloads
 
-$(BUILD)/memtop.bpf.o: bpf/memtop.bpf.c bpf/memtop.h $(VMLINUX) | $(BUILD)
+$(BUILD)/memtop.bpf.o: bpf/memtop.bpf.c bpf/memtop.h bpf/python.bpf.h bpf/mmap.bpf.h $(VMLINUX) | $(BUILD)
 	$(call msg,BPF,$@)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
@@ -121,13 +122,31 @@ tui-test: $(BUILD)/memtop workloads
 	$(Q)$(TEST_ENV) python3 tests/test_tui.py
 	$(Q)$(TEST_ENV) python3 tests/test_plot.py
 
+# Bad input, faults and security cases (issue 6); root for the BPF ones.
+reliability-test: $(BUILD)/memtop workloads
+	$(Q)$(TEST_ENV) python3 tests/test_reliability.py
+
+# System-wide mode, -- COMMAND, -f, -u/--comm, --sample (issue 4).
+system-test: $(BUILD)/memtop workloads
+	$(Q)$(TEST_ENV) python3 tests/test_system.py
+
+# A leaking Python server vs its own tracemalloc, Python frames (issue 7).
+python-test: $(BUILD)/memtop
+	$(Q)$(TEST_ENV) python3 tests/test_python.py
+
 test: deps
-	$(Q)$(MAKE) --no-print-directory unit-test integration-test tui-test
+	$(Q)$(MAKE) --no-print-directory unit-test integration-test tui-test \
+		reliability-test system-test python-test
 
 # The whole suite under ASan+UBSan, in its own build tree.
 asan:
 	$(Q)$(MAKE) BUILD=build/asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" \
-		OPTFLAGS="-O1 -g" unit-test integration-test tui-test
+		OPTFLAGS="-O1 -g" unit-test integration-test tui-test reliability-test
+
+# libFuzzer targets (clang, ASan+UBSan), FUZZ_TIME seconds each.
+FUZZ_TIME ?= 20
+fuzz:
+	$(Q)BUILD=$(BUILD) CLANG=$(CLANG) FUZZ_TIME=$(FUZZ_TIME) tests/fuzz/run
 
 bench: $(BUILD)/memtop $(BENCH_BINS)
 	$(Q)MEMTOP=$(abspath $(BUILD)/memtop) BENCH_DIR=$(abspath $(BUILD)/bench) tools/bench/run

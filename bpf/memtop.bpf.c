@@ -162,7 +162,9 @@ struct {
 
 struct walk {
 	__u64 fp, sp;
+	__u64 h; /* hash of the frames so far */
 	__u32 nr;
+	__u32 base; /* frames put in before the walk */
 	bool have_chunk;
 };
 
@@ -176,7 +178,11 @@ static long walk_frame(__u32 i, struct walk *w)
 	struct frame_rec fr;
 	__u64 off = w->fp - w->sp;
 
-	if (!s || !chunk || !w->fp || w->nr >= MEMTOP_MAX_FRAMES)
+	/* Index from the loop counter, not from w->nr: the verifier then sees
+	 * one state per iteration count instead of one per value of nr. */
+	__u32 idx = w->base + i;
+
+	if (!s || !chunk || !w->fp || idx >= MEMTOP_MAX_FRAMES)
 		return 1;
 	if (w->have_chunk && w->fp >= w->sp &&
 	    off <= sizeof(chunk->w) - 16 && !(off & 7)) {
@@ -188,8 +194,11 @@ static long walk_frame(__u32 i, struct walk *w)
 	if (!fr.ret)
 		return 1;
 	st = (struct mt_stack *)&s->w[0];
-	st->ips[w->nr & 127] = fr.ret;
-	w->nr++;
+	/* Hide idx's range from clang, or it drops the mask the verifier needs. */
+	asm volatile("" : "+r"(idx));
+	st->ips[idx & 127] = fr.ret;
+	w->nr = idx + 1;
+	w->h = mix64(w->h ^ fr.ret);
 	/* Frames live higher up the stack: anything else is not a frame
 	 * pointer (code built without them) and ends the walk. */
 	if (fr.fp <= w->fp)
@@ -206,41 +215,40 @@ static long walk_frame(__u32 i, struct walk *w)
  * size, so the first 4 KiB of the stack are read at once and serve most
  * frames; bpf_get_stack() took 1.7 us for 14 frames.
  */
-static __always_inline __u64 capture_stack(void *ctx, __u32 tgid, __u64 ret)
+static __always_inline __u64 capture_stack(void *ctx, __u32 tgid, __u64 ret,
+					   bool have_chunk)
 {
 	struct pt_regs *regs = ctx;
 	struct mt_site_key key = { .tgid = tgid };
-	struct walk w = { .fp = PT_REGS_FP(regs), .sp = PT_REGS_SP(regs) };
-	struct stack_chunk *chunk;
+	struct walk w = { .fp = PT_REGS_FP(regs), .sp = PT_REGS_SP(regs),
+			  .have_chunk = have_chunk };
 	struct scratch *s;
 	struct mt_stack *st;
-	__u32 zero = 0, i;
-	__u64 h = 0x9e3779b97f4a7c15ULL;
+	__u32 zero = 0;
+	__u64 h;
 
 	s = bpf_map_lookup_elem(&scratch, &zero);
-	chunk = bpf_map_lookup_elem(&stack_chunk, &zero);
-	if (!s || !chunk)
+	if (!s)
 		return 0;
 	if (!ret) {
 		count(MT_CNT_STACK_FAIL);
 		return 0;
 	}
 	st = (struct mt_stack *)&s->w[0];
-	if (show_allocator)
+	w.h = 0x9e3779b97f4a7c15ULL;
+	if (show_allocator) {
 		st->ips[w.nr++] = PT_REGS_IP(regs);
+		w.h = mix64(w.h ^ PT_REGS_IP(regs));
+	}
 	st->ips[w.nr++ & 127] = ret;
-	w.have_chunk = !bpf_probe_read_user(chunk->w, sizeof(chunk->w),
-					    (void *)w.sp);
+	w.h = mix64(w.h ^ ret);
+	w.base = w.nr;
+	/* The walk hashes as it goes: no second loop for the verifier. */
 	bpf_loop(MEMTOP_MAX_FRAMES, walk_frame, &w, 0);
 	st->nr = w.nr > MEMTOP_MAX_FRAMES ? MEMTOP_MAX_FRAMES : w.nr;
 	st->pad = 0;
-	for (i = 0; i < MEMTOP_MAX_FRAMES; i++) {
-		if (i >= st->nr)
-			break;
-		h = mix64(h ^ st->ips[i]);
-	}
-	if (!h)
-		h = 1;
+	h = w.h ? w.h : 1;
+	h = py_frames(tgid, h); /* python.bpf.h: the interpreter's frames count too */
 	key.stack_id = h;
 	if (bpf_map_lookup_elem(&stacks, &key))
 		return h;
@@ -402,7 +410,10 @@ static __always_inline int enter(struct pt_regs *ctx, __u32 kind, __u64 a0,
 {
 	__u64 sp = PT_REGS_SP(ctx);
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct stack_chunk *chunk;
 	struct mt_inflight *st;
+	bool have_chunk;
+	__u32 zero = 0;
 
 	if (!traced(tgid))
 		return 0;
@@ -416,22 +427,30 @@ static __always_inline int enter(struct pt_regs *ctx, __u32 kind, __u64 a0,
 		}
 		count(MT_CNT_DEPTH_RESET);
 	}
-	if (bpf_probe_read_user(&st->ret0, sizeof(st->ret0), (void *)sp))
-		st->ret0 = 0;
 	st->depth = 1;
+	st->sp0 = sp;
+	st->last_freed = 0;
 	/* An unsampled call still counts in the depth, so that what it calls
 	 * is not taken for an outermost call. */
 	if (sample_every > 1 && bpf_get_prandom_u32() % sample_every) {
+		if (bpf_probe_read_user(&st->ret0, sizeof(st->ret0), (void *)sp))
+			st->ret0 = 0;
 		st->kind = 0;
-		st->last_freed = 0;
 		return 0;
 	}
+	/* The stack's first 4 KiB in one user read: the return address at sp
+	 * and most frames of the walk come from it. */
+	chunk = bpf_map_lookup_elem(&stack_chunk, &zero);
+	have_chunk = chunk && !bpf_probe_read_user(chunk->w, sizeof(chunk->w),
+						   (void *)sp);
+	if (have_chunk)
+		st->ret0 = chunk->w[0];
+	else if (bpf_probe_read_user(&st->ret0, sizeof(st->ret0), (void *)sp))
+		st->ret0 = 0;
 	st->kind = kind;
 	st->arg0 = a0;
 	st->arg1 = a1;
-	st->sp0 = sp;
-	st->last_freed = 0;
-	st->stack_id = capture_stack(ctx, tgid, st->ret0);
+	st->stack_id = capture_stack(ctx, tgid, st->ret0, have_chunk);
 	return 0;
 }
 
@@ -550,26 +569,35 @@ int BPF_KPROBE(alloc_enter)
 	if (empty_programs)
 		return 0;
 	switch (kind) {
-	case MT_K_MALLOC:
-		return enter(ctx, MT_K_MALLOC, a0, 0);
-	case MT_K_CALLOC:
-		/* An overflowing product makes the call fail: nothing recorded. */
-		return enter(ctx, MT_K_CALLOC, a0 * a1, 0);
-	case MT_K_REALLOC:
-		return enter(ctx, MT_K_REALLOC, a0, a1);
-	case MT_K_REALLOCARRAY:
-		return enter(ctx, MT_K_REALLOCARRAY, a0,
-			     a1 * PT_REGS_PARM3(ctx));
-	case MT_K_MEMALIGN:
-		return enter(ctx, MT_K_MEMALIGN, a1, 0);
-	case MT_K_POSIX_MEMALIGN:
-		return enter(ctx, MT_K_POSIX_MEMALIGN, a0, PT_REGS_PARM3(ctx));
 	case MT_K_FREE:
 		return do_free(ctx, a0, false);
 	case MT_K_DELETE:
 		return do_free(ctx, a0, true);
+	case MT_K_MALLOC:
+		a1 = 0;
+		break;
+	case MT_K_CALLOC:
+		/* An overflowing product makes the call fail: nothing recorded. */
+		a0 *= a1;
+		a1 = 0;
+		break;
+	case MT_K_REALLOC:
+		break;
+	case MT_K_REALLOCARRAY:
+		a1 *= PT_REGS_PARM3(ctx);
+		break;
+	case MT_K_MEMALIGN:
+		a0 = a1;
+		a1 = 0;
+		break;
+	case MT_K_POSIX_MEMALIGN:
+		a1 = PT_REGS_PARM3(ctx);
+		break;
+	default:
+		return 0;
 	}
-	return 0;
+	/* One call site: enter() and the stack walk are inlined once. */
+	return enter(ctx, (__u32)kind, a0, a1);
 }
 
 static __always_inline void notify(__u32 type, __u32 tgid)

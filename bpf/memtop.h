@@ -27,6 +27,7 @@ enum memtop_counter {
 	MT_CNT_MEMPTR_FAIL, /* posix_memalign result unreadable */
 	MT_CNT_EVENTS_LOST, /* exec/exit notification dropped: ring buffer full */
 	MT_CNT_TARGETS_FULL, /* a forked child not followed: targets map full */
+	MT_CNT_ANON_FULL, /* anonymous mapping not tracked: anon map full (issue 7) */
 	MT_CNT_NR,
 };
 
@@ -106,5 +107,51 @@ struct mt_inflight {
 	__u32 depth;
 	__u32 kind;
 };
+
+/* ---- Python and anonymous mmap (issue 7; bpf/python.bpf.h, user/python.c) ---- */
+#define MT_PY_MAX_FRAMES 16
+#define MT_PY_NONE 0xffff /* an offset the version does not have */
+
+/*
+ * Per traced CPython process (map "py_procs", filled by userspace from a
+ * per-version table checked against the binary): where the thread state
+ * holding the GIL is, and the layout of the structures walked.
+ */
+struct mt_py_proc {
+	__u64 tstate_ptr; /* address of _PyRuntime.gilstate.tstate_current */
+	__u16 ts_thread_id; /* PyThreadState.thread_id (pthread_self) */
+	__u16 ts_cframe; /* PyThreadState.cframe, or .current_frame if cf_frame is NONE */
+	__u16 cf_frame; /* _PyCFrame.current_frame */
+	__u16 fr_code; /* _PyInterpreterFrame.f_code */
+	__u16 fr_previous;
+	__u16 fr_prev_instr;
+	__u16 fr_flag; /* a byte kept with each frame: is_entry (3.11), owner (3.12) */
+	__u16 pad[3];
+};
+
+/* One Python frame: code object, and prev_instr with the frame's fr_flag
+ * byte in bits 56-63 (user addresses are below 2^47). */
+struct mt_py_frame {
+	__u64 code;
+	__u64 instr;
+};
+
+/* Map "py_stacks", keyed like "stacks": the Python frames, innermost first. */
+struct mt_py_stack {
+	__u32 nr;
+	__u32 pad;
+	struct mt_py_frame f[MT_PY_MAX_FRAMES];
+};
+
+/* Map "anon_procs": anonymous private memory mapped outside the allocator. */
+struct mt_anon {
+	__s64 bytes; /* currently mapped */
+	__s64 regions;
+	__u64 mapped; /* cumulative */
+	__u64 unmapped;
+};
+
+/* Frames of an interpreter (not addresses) in stacks handed to the collector. */
+#define MT_IP_INTERP_TAG (1ull << 63)
 
 #endif /* MEMTOP_H */

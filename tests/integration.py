@@ -29,7 +29,7 @@ import time
 HEADER = ("timestamp,elapsed_s,pid,comm,scope,site_id,function,location,stack,"
           "outstanding_bytes,outstanding_allocs,allocs,frees,alloc_bytes,"
           "rss_bytes,free_bytes,growth_bps,alloc_rate,free_rate,lost_events,"
-          "unknown_frees").split(",")
+          "unknown_frees,scale,mmap_bytes").split(",")
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
 READY_TIMEOUT = 10
@@ -229,7 +229,8 @@ def read_csv(path):
             d["elapsed_s"] = float(d["elapsed_s"])
             d["pid"] = int(d["pid"])
             for k in ("outstanding_bytes", "outstanding_allocs", "allocs", "frees",
-                      "alloc_bytes", "free_bytes", "lost_events", "unknown_frees"):
+                      "alloc_bytes", "free_bytes", "lost_events", "unknown_frees",
+                      "scale", "mmap_bytes"):
                 d[k] = int(d[k]) if d[k] != "" else None
         except ValueError as e:
             raise TestFailure("CSV line %d: bad number: %s: %r" % (i, e, r))

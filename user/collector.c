@@ -393,7 +393,8 @@ static size_t collapse_rows(struct snap_site *rows, size_t n)
 {
 	size_t out = 0;
 
-	qsort(rows, n, sizeof(*rows), cmp_row_collapse);
+	if (n)
+		qsort(rows, n, sizeof(*rows), cmp_row_collapse);
 	for (size_t i = 0; i < n; i++) {
 		struct snap_site *d = &rows[out - (out ? 1 : 0)];
 
@@ -528,7 +529,8 @@ static int build_snapshot(struct collector *c, double dt)
 		s->rss_bytes += r->rss_bytes;
 	}
 	s->baseline = c->baseline;
-	qsort(s->procs, s->nprocs, sizeof(*s->procs), cmp_proc);
+	if (s->nprocs)
+		qsort(s->procs, s->nprocs, sizeof(*s->procs), cmp_proc);
 	snapshot_sort_sites(s->sites, s->nsites, c->opts.sort, c->opts.reverse);
 	return 0;
 }

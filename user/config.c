@@ -29,6 +29,7 @@ enum {
 	OPT_SAMPLE,
 	OPT_SHOW_ALLOCATOR,
 	OPT_BENCH_EMPTY,
+	OPT_PYTHON,
 };
 
 static const struct option long_opts[] = {
@@ -57,6 +58,7 @@ static const struct option long_opts[] = {
 	{ "sample", required_argument, NULL, OPT_SAMPLE },
 	{ "show-allocator", no_argument, NULL, OPT_SHOW_ALLOCATOR },
 	{ "bench-empty-probes", no_argument, NULL, OPT_BENCH_EMPTY },
+	{ "python", required_argument, NULL, OPT_PYTHON },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -93,6 +95,9 @@ void config_usage(FILE *f)
 		"                          the default moves a probe past instructions the\n"
 		"                          kernel would single-step)\n"
 		"      --bench-empty-probes  benchmarks: same probes, programs that do nothing\n"
+		"      --python MODE       auto (default): in CPython processes also probe\n"
+		"                          PyObject_*/PyMem_* and show Python frames;\n"
+		"                          on: a -p target must be CPython; off: native only\n"
 		"  -C, --no-color          no colours (also when NO_COLOR is set)\n"
 		"  -v, --verbose           say what is probed, show libbpf messages\n"
 		"  -h, --help              this help\n"
@@ -267,6 +272,12 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err,
 			break;
 		case OPT_SHOW_ALLOCATOR:
 			cfg->show_allocator = true;
+			break;
+		case OPT_PYTHON:
+			if (python_mode_parse(optarg, &cfg->python))
+				return fail(err, errlen,
+					    "invalid --python '%s': expected auto, on or off",
+					    optarg);
 			break;
 		case OPT_BENCH_EMPTY:
 			cfg->bench_empty = true;

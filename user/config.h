@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <sys/types.h>
+#include "python.h"
 #include "snapshot.h"
 
 #define CONFIG_MAX_PIDS 64
@@ -43,6 +44,7 @@ struct config {
 	bool show_allocator; /* --show-allocator */
 	bool entry_probes; /* --entry-probes: probe at function entry only */
 	bool bench_empty; /* --bench-empty-probes: benchmarks' floor */
+	enum python_mode python; /* --python auto|on|off (issue 7) */
 };
 
 enum config_action {

@@ -71,6 +71,17 @@ static ssize_t read_file(const char *path, char *buf, size_t len)
 	return total;
 }
 
+/*
+ * A process chooses its name and command line: no control characters may
+ * reach a terminal (escape sequences) or break a line of output.
+ */
+static void sanitize(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = '?';
+}
+
 bool procfs_alive(pid_t pid)
 {
 	char path[64], buf[512];
@@ -98,7 +109,9 @@ void procfs_fill(struct raw_proc *p)
 	snprintf(path, sizeof(path), "/proc/%u/comm", p->tgid);
 	n = read_file(path, buf, sizeof(buf));
 	if (n > 0) {
-		buf[strcspn(buf, "\n")] = '\0';
+		if (buf[n - 1] == '\n') /* the kernel's; a name may hold more */
+			buf[n - 1] = '\0';
+		sanitize(buf);
 		snprintf(p->comm, sizeof(p->comm), "%.15s", buf);
 	}
 	snprintf(path, sizeof(path), "/proc/%u/cmdline", p->tgid);
@@ -107,6 +120,7 @@ void procfs_fill(struct raw_proc *p)
 		for (ssize_t i = 0; i < n - 1; i++)
 			if (buf[i] == '\0')
 				buf[i] = ' ';
+		sanitize(buf);
 		snprintf(p->cmdline, sizeof(p->cmdline), "%.255s", buf);
 	} else if (!p->cmdline[0]) {
 		snprintf(p->cmdline, sizeof(p->cmdline), "[%s]", p->comm);

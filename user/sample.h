@@ -24,6 +24,7 @@ struct raw_proc {
 	bool has_stats; /* the BPF side has seen an allocation */
 	struct mt_stats st;
 	uint64_t rss_bytes;
+	int64_t anon_bytes; /* anonymous mmap outside the allocator (issue 7) */
 	uint32_t uid; /* real uid, from /proc/PID/status */
 	char comm[16];
 	char cmdline[256];

@@ -42,6 +42,7 @@ struct snap_site {
 struct snap_proc {
 	uint32_t pid;
 	bool alive;
+	uint32_t uid; /* real uid, while it was alive */
 	char comm[16];
 	char cmdline[256];
 	int64_t outstanding_bytes;
@@ -51,6 +52,7 @@ struct snap_proc {
 	double growth_bps;
 	double alloc_rate, free_rate;
 	uint64_t rss_bytes;
+	int64_t mmap_bytes; /* anonymous mmap outside the allocator (issue 7) */
 	int64_t trend[SNAP_TREND];
 	int ntrend;
 	int nsites;
@@ -74,6 +76,7 @@ struct snapshot {
 	double elapsed_s; /* since tracing started */
 	double interval_s; /* since the previous snapshot */
 	uint64_t seq; /* 1 for the first snapshot */
+	unsigned scale; /* 1: exact; N (--sample N): figures are estimates, x N */
 	uint64_t lost[MT_CNT_NR];
 	uint64_t recursion_misses;
 	uint64_t lost_total; /* every lost event except unknown frees */

@@ -857,7 +857,8 @@ static void load_mod_syms(Dwfl_Module *mod, struct mod_info *mi)
 		syms[n].rank = sym_rank(&sym, name);
 		n++;
 	}
-	qsort(syms, n, sizeof(*syms), mod_sym_cmp);
+	if (n)
+		qsort(syms, n, sizeof(*syms), mod_sym_cmp);
 	/* Keep the best-ranked alias per address, with the largest size. */
 	for (i = 0, out = 0; i < n; i++) {
 		if (out && syms[out - 1].addr == syms[i].addr) {
@@ -936,7 +937,8 @@ static void load_cu_ranges(Dwarf *dw, struct mod_info *mi)
 		}
 	}
 out:
-	qsort(cus, n, sizeof(*cus), cu_range_cmp);
+	if (n)
+		qsort(cus, n, sizeof(*cus), cu_range_cmp);
 	mi->cus = cus;
 	mi->ncus = n;
 }
@@ -1202,7 +1204,8 @@ static void perf_reload(struct proc *p)
 		line[linelen] = '\0';
 		perf_add_line(&l, line);
 	}
-	qsort(l.syms, l.n, sizeof(*l.syms), perf_sym_cmp);
+	if (l.n)
+		qsort(l.syms, l.n, sizeof(*l.syms), perf_sym_cmp);
 	/* A JIT reusing an address overrides the older entry: keep the last. */
 	for (i = 0, out = 0; i < l.n; i++) {
 		if (out && l.syms[out - 1].start == l.syms[i].start)

@@ -26,6 +26,7 @@
 #include "memtop.skel.h"
 #include "placement.h"
 #include "procfs.h"
+#include "python.h"
 #include "tracer.h"
 
 #ifndef ENOTSUPP
@@ -79,11 +80,31 @@ static const struct probe_sym probe_syms[] = {
 	{ "_ZdaPvmSt11align_val_t", MT_K_DELETE, false },
 	{ "_ZdlPvSt11align_val_tRKSt9nothrow_t", MT_K_DELETE, false },
 	{ "_ZdaPvSt11align_val_tRKSt9nothrow_t", MT_K_DELETE, false },
+	/* CPython (issue 7): pymalloc serves small objects from arenas, so its
+	 * API is probed; the outermost call counts once. Its frees pass the
+	 * block on (PyObject_Free -> PyMem_RawFree -> free): MT_K_DELETE. */
+	{ "PyObject_Malloc", MT_K_MALLOC, true },
+	{ "PyObject_Calloc", MT_K_CALLOC, true },
+	{ "PyObject_Realloc", MT_K_REALLOC, true },
+	{ "PyObject_Free", MT_K_DELETE, false },
+	{ "PyMem_Malloc", MT_K_MALLOC, true },
+	{ "PyMem_Calloc", MT_K_CALLOC, true },
+	{ "PyMem_Realloc", MT_K_REALLOC, true },
+	{ "PyMem_Free", MT_K_DELETE, false },
+	{ "PyMem_RawMalloc", MT_K_MALLOC, true },
+	{ "PyMem_RawCalloc", MT_K_CALLOC, true },
+	{ "PyMem_RawRealloc", MT_K_REALLOC, true },
+	{ "PyMem_RawFree", MT_K_DELETE, false },
 };
 
 #define NSYMS (sizeof(probe_syms) / sizeof(probe_syms[0]))
 
 struct file_set;
+struct tracer;
+
+/* Issue 7 (defined with tracer_pystack). */
+static void read_anon(struct tracer *t, struct raw_sample *raw);
+static void tracer_python_forget(struct tracer *t, uint32_t tgid);
 
 /* Names of exited processes, from their exit events (a small cache). */
 #define NCOMMS 4096
@@ -324,6 +345,8 @@ static int attach_file(struct tracer *t, pid_t pid, const char *path,
 
 		if (!locs[k].addr)
 			continue;
+		if (!strncmp(ps->name, "Py", 2) && o->python == PYTHON_OFF)
+			continue; /* CPython's API, issue 7 */
 		for (size_t j = 0; j < k; j++)
 			dup |= locs[j].addr == locs[k].addr;
 		if (dup)
@@ -417,6 +440,28 @@ static struct file_set *set_for(struct tracer *t, pid_t pid)
 }
 
 /*
+ * Issue 7: is path, mapped in pid at start, a CPython runtime? Then tell the
+ * BPF side how to walk its frames, or say why its stacks stay native.
+ */
+static void python_check(struct tracer *t, pid_t pid, const char *path,
+			 uint64_t start)
+{
+	struct mt_py_proc pp;
+	char note[256];
+	__u32 key = (__u32)pid;
+	int n = python_detect(pid, path, start, &pp, note, sizeof(note));
+
+	if (n == 1 &&
+	    bpf_map_update_elem(bpf_map__fd(t->skel->maps.py_procs), &key, &pp,
+				BPF_ANY))
+		snprintf(note, sizeof(note),
+			 "pid %d: cannot enable Python frames: %s", pid,
+			 strerror(errno));
+	if (n < 0 || (n == 1 && t->opts.verbose))
+		fprintf(stderr, "memtop: %s\n", note);
+}
+
+/*
  * Probe every file mapped by pid that defines allocator functions and is not
  * probed yet, opened through /proc/PID/root so that a process in a container
  * is probed in its own files. Each file (by device and inode) is probed once
@@ -442,6 +487,9 @@ static int scan_pid(struct tracer *t, pid_t pid)
 		    !e.inode)
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/root%s", pid, e.path);
+		if (t->opts.python != PYTHON_OFF && e.offset == 0 &&
+		    python_candidate(e.path))
+			python_check(t, pid, path, e.start); /* issue 7 */
 		n = file_set_add(set, path);
 		if (n == -ENOMEM) {
 			err = n;
@@ -523,6 +571,12 @@ static int attach_target(struct tracer *t, pid_t pid)
 	if (n < 0)
 		return n;
 	total += n;
+	if (t->opts.python == PYTHON_ON && !python_known(pid)) { /* issue 7 */
+		fprintf(stderr,
+			"memtop: pid %d is not a CPython process (--python on)\n",
+			pid);
+		return -ENOENT;
+	}
 	if (!total && !t->global) {
 		fprintf(stderr,
 			"memtop: pid %d maps no allocator library to probe (a static binary? use --lib PATH)\n",
@@ -645,11 +699,13 @@ int tracer_open(struct tracer **out, const struct tracer_opts *o)
 	t->skel->rodata->follow_forks = o->follow;
 	t->skel->rodata->min_size = o->min_size;
 	t->skel->rodata->sample_every = o->sample_every;
+	t->skel->rodata->python_frames = o->python != PYTHON_OFF; /* issue 7 */
 	if (o->max_allocs)
 		bpf_map__set_max_entries(t->skel->maps.live, o->max_allocs);
 	if (o->max_stacks) {
 		bpf_map__set_max_entries(t->skel->maps.sites, o->max_stacks);
 		bpf_map__set_max_entries(t->skel->maps.stacks, o->max_stacks);
+		bpf_map__set_max_entries(t->skel->maps.py_stacks, o->max_stacks);
 	}
 	bpf_program__set_expected_attach_type(t->skel->progs.alloc_enter,
 					      MT_BPF_TRACE_UPROBE_MULTI);
@@ -665,7 +721,12 @@ int tracer_open(struct tracer **out, const struct tracer_opts *o)
 	{
 		struct bpf_program *tps[] = { t->skel->progs.on_exec,
 					      t->skel->progs.on_exit,
-					      t->skel->progs.on_fork };
+					      t->skel->progs.on_fork,
+					      /* issue 7: anonymous mmap */
+					      t->skel->progs.anon_enter,
+					      t->skel->progs.anon_exit,
+					      t->skel->progs.anon_on_exec,
+					      t->skel->progs.anon_on_exit };
 
 		for (size_t i = 0; i < sizeof(tps) / sizeof(tps[0]); i++) {
 			struct bpf_link *l = bpf_program__attach(tps[i]);
@@ -835,7 +896,8 @@ static int sum_procs(struct raw_sample *raw)
 {
 	struct raw_proc *p = NULL;
 
-	qsort(raw->sites, raw->nsites, sizeof(*raw->sites), cmp_site_tgid);
+	if (raw->nsites)
+		qsort(raw->sites, raw->nsites, sizeof(*raw->sites), cmp_site_tgid);
 	for (size_t i = 0; i < raw->nsites; i++) {
 		const struct mt_stats *st = &raw->sites[i].st;
 
@@ -880,6 +942,7 @@ int tracer_read(struct tracer *t, struct raw_sample *raw)
 			strerror(-err));
 		return err;
 	}
+	read_anon(t, raw); /* issue 7 */
 	pthread_mutex_lock(&t->lock);
 	for (size_t i = 0; i < raw->nprocs; i++) {
 		struct raw_proc *p = &raw->procs[i];
@@ -929,6 +992,57 @@ void tracer_forget(struct tracer *t, uint32_t tgid)
 		bpf_map_delete_elem(stacks, &key);
 	}
 	bpf_map_delete_elem(bpf_map__fd(t->skel->maps.procs), &tgid);
+	tracer_python_forget(t, tgid); /* issue 7 */
+}
+
+/* Issue 7: a stack's Python frames, anonymous mmap, forgetting a process. */
+int tracer_pystack(struct tracer *t, const struct mt_site_key *key,
+		   struct mt_py_stack *out)
+{
+	if (bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.py_stacks), key, out))
+		return -errno;
+	return 0;
+}
+
+static void read_anon(struct tracer *t, struct raw_sample *raw)
+{
+	int fd = bpf_map__fd(t->skel->maps.anon_procs);
+	__u32 key, next;
+	struct mt_anon a;
+	bool first = true;
+
+	while (!bpf_map_get_next_key(fd, first ? NULL : &key, &next)) {
+		struct raw_proc *p;
+
+		first = false;
+		key = next;
+		if (bpf_map_lookup_elem(fd, &key, &a))
+			continue;
+		p = sample_find_proc(raw, key);
+		if (!p && !t->global)
+			p = sample_add_proc(raw, key);
+		if (p)
+			p->anon_bytes = a.bytes;
+	}
+}
+
+static void tracer_python_forget(struct tracer *t, uint32_t tgid)
+{
+	int fd = bpf_map__fd(t->skel->maps.py_stacks);
+	struct mt_site_key key, next;
+	bool first = true;
+
+	while (!bpf_map_get_next_key(fd, first ? NULL : &key, &next)) {
+		if (!first && key.tgid == tgid)
+			bpf_map_delete_elem(fd, &key);
+		key = next;
+		first = false;
+	}
+	if (!first && key.tgid == tgid)
+		bpf_map_delete_elem(fd, &key);
+	bpf_map_delete_elem(bpf_map__fd(t->skel->maps.py_procs), &tgid);
+	bpf_map_delete_elem(bpf_map__fd(t->skel->maps.anon_procs), &tgid);
+	python_forget((pid_t)tgid);
 }
 
 int tracer_stack(struct tracer *t, const struct mt_site_key *key,

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include "python.h"
 #include "sample.h"
 
 struct tracer;
@@ -32,6 +33,7 @@ struct tracer_opts {
 	bool follow;
 	uint64_t min_size; /* allocations below are not recorded */
 	uint32_t sample_every; /* record one in N allocations; 0/1 = all */
+	enum python_mode python; /* --python (issue 7) */
 };
 
 int tracer_open(struct tracer **out, const struct tracer_opts *opts);
@@ -39,6 +41,9 @@ int tracer_open(struct tracer **out, const struct tracer_opts *opts);
 int tracer_read(struct tracer *t, struct raw_sample *raw);
 int tracer_stack(struct tracer *t, const struct mt_site_key *key,
 		 struct mt_stack *out);
+/* The Python frames stored with a stack (issue 7); 0 or -errno (-ENOENT). */
+int tracer_pystack(struct tracer *t, const struct mt_site_key *key,
+		   struct mt_py_stack *out);
 /* Delete a dead process's aggregates from the maps. */
 void tracer_forget(struct tracer *t, uint32_t tgid);
 /* Number of uprobes attached. */

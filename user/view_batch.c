@@ -48,21 +48,24 @@ static const char *fit_func(char *buf, size_t len, const char *s, int width)
 
 static void print_summary(FILE *f, const struct snapshot *s)
 {
-	char ts[40], a[32], b[32], c[32];
+	char ts[40], a[32], b[32], c[32], m[32];
 	int i;
 
 	fmt_iso8601(ts, sizeof(ts), &s->wall);
 	fprintf(f,
 		"memtop %s  elapsed %.1fs  interval %.1fs  sample %" PRIu64
-		"%s\n",
+		"%s",
 		ts, s->elapsed_s, s->interval_s, s->seq,
 		s->baseline ? "  (growth since baseline)" : "");
+	if (s->scale > 1)
+		fprintf(f, "  estimated (1 in %u sampled)", s->scale);
+	fputc('\n', f);
 	for (i = 0; i < s->nprocs; i++) {
 		const struct snap_proc *p = &s->procs[i];
 
 		fprintf(f,
 			"PID %" PRIu32 " %s: outstanding %s in %" PRId64
-			" allocs (%s), alloc %.1f/s, free %.1f/s, RSS %s%s\n",
+			" allocs (%s), alloc %.1f/s, free %.1f/s, RSS %s, mmap %s%s\n",
 			p->pid, p->comm,
 			fmt_bytes(a, sizeof(a), (double)p->outstanding_bytes,
 				  0),
@@ -70,6 +73,7 @@ static void print_summary(FILE *f, const struct snapshot *s)
 			fmt_signed(b, sizeof(b), (double)p->delta_bytes),
 			p->alloc_rate, p->free_rate,
 			fmt_bytes(c, sizeof(c), (double)p->rss_bytes, 0),
+			fmt_bytes(m, sizeof(m), (double)p->mmap_bytes, 0),
 			p->alive ? "" : " [exited]");
 	}
 	/* Every counter is shown, zero or not, so a silent loss cannot hide. */

@@ -27,7 +27,7 @@
 	"timestamp,elapsed_s,pid,comm,scope,site_id,function,location,stack,"  \
 	"outstanding_bytes,outstanding_allocs,allocs,frees,alloc_bytes,"       \
 	"rss_bytes,free_bytes,growth_bps,alloc_rate,free_rate,lost_events,"    \
-	"unknown_frees\n"
+	"unknown_frees,scale,mmap_bytes\n"
 
 struct csv_writer {
 	int fd;
@@ -186,8 +186,9 @@ static void row_end(FILE *m, const struct snapshot *s, double growth,
 	csv_rate(m, alloc_rate);
 	fputc(',', m);
 	csv_rate(m, free_rate);
-	fprintf(m, ",%" PRIu64 ",%" PRIu64 "\n", s->lost_total,
-		s->lost[MT_CNT_UNKNOWN_FREE]);
+	/* scale: 1 exact; N under --sample N, the counts being estimates. */
+	fprintf(m, ",%" PRIu64 ",%" PRIu64 ",%u", s->lost_total,
+		s->lost[MT_CNT_UNKNOWN_FREE], s->scale > 1 ? s->scale : 1);
 }
 
 static void proc_row(FILE *m, const char *ts, const struct snapshot *s,
@@ -200,6 +201,7 @@ static void proc_row(FILE *m, const char *ts, const struct snapshot *s,
 		p->outstanding_bytes, p->outstanding_allocs, p->allocs,
 		p->frees, p->alloc_bytes, p->rss_bytes, p->free_bytes);
 	row_end(m, s, p->growth_bps, p->alloc_rate, p->free_rate);
+	fprintf(m, ",%" PRId64 "\n", p->mmap_bytes); /* issue 7 */
 }
 
 static void site_row(FILE *m, const char *ts, const struct snapshot *s,
@@ -220,6 +222,7 @@ static void site_row(FILE *m, const char *ts, const struct snapshot *s,
 		st->outstanding_bytes, st->outstanding_allocs, st->allocs,
 		st->frees, st->alloc_bytes, st->free_bytes);
 	row_end(m, s, st->growth_bps, st->alloc_rate, st->free_rate);
+	fputs(",\n", m); /* mmap_bytes: per process only */
 }
 
 /* Largest first, whatever order the screen is sorted in. */

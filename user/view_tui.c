@@ -19,6 +19,7 @@
 #include <locale.h>
 #include <math.h>
 #include <poll.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +95,24 @@ struct tui {
 	double interval;
 	char filter[PROMPT_MAX];
 	char search[PROMPT_MAX];
+
+	/*
+	 * Process list (system-wide, several processes): the top level lists
+	 * processes and Enter drills into one's call sites (drill = its pid).
+	 * The list has its own filter (command names) and remembers its
+	 * selection while drilled in.
+	 */
+	bool plist;
+	uint32_t drill;
+	uint32_t list_pid;
+	char pfilter[PROMPT_MAX];
+	struct snap_proc *pfrozen; /* the process list while paused */
+	int npfrozen, pfrozen_cap;
+	struct {
+		uint32_t uid;
+		char name[16];
+	} users[64]; /* getpwuid cache, filled round-robin */
+	int nusers, users_next;
 
 	/* Screen state. */
 	enum mode mode;
@@ -424,20 +443,71 @@ static struct snap_site *rows(const struct tui *t, int *n)
 	return t->snap ? t->snap->sites : NULL;
 }
 
+static struct snap_proc *procs(const struct tui *t, int *n)
+{
+	if (t->paused) {
+		*n = t->npfrozen;
+		return t->pfrozen;
+	}
+	*n = t->snap ? t->snap->nprocs : 0;
+	return t->snap ? t->snap->procs : NULL;
+}
+
+/* The table lists processes (rather than one process's call sites). */
+static bool list_mode(const struct tui *t)
+{
+	return t->plist && !t->drill;
+}
+
+/* The filter of the table on screen. */
+static char *cur_filter(struct tui *t)
+{
+	return list_mode(t) ? t->pfilter : t->filter;
+}
+
+static const struct snap_proc *find_proc(const struct snap_proc *p, int n,
+					 uint32_t pid)
+{
+	for (int i = 0; i < n; i++)
+		if (p[i].pid == pid)
+			return &p[i];
+	return NULL;
+}
+
 static struct snap_site *sel_row(const struct tui *t)
 {
 	int n;
 	struct snap_site *r = rows(t, &n);
 
-	if (t->sel < 0 || t->sel >= t->nidx)
+	if (list_mode(t) || t->sel < 0 || t->sel >= t->nidx)
 		return NULL;
 	return &r[t->idx[t->sel]];
+}
+
+static const struct snap_proc *sel_proc(const struct tui *t)
+{
+	int n;
+	const struct snap_proc *p = procs(t, &n);
+
+	if (!list_mode(t) || t->sel < 0 || t->sel >= t->nidx)
+		return NULL;
+	return &p[t->idx[t->sel]];
 }
 
 static void remember_sel(struct tui *t)
 {
 	const struct snap_site *s = sel_row(t);
 
+	if (list_mode(t)) {
+		const struct snap_proc *p = sel_proc(t);
+
+		t->key.valid = p != NULL;
+		if (p) {
+			t->key.pid = p->pid;
+			t->key.site_id[0] = t->key.function[0] = '\0';
+		}
+		return;
+	}
 	t->key.valid = s != NULL;
 	if (!s)
 		return;
@@ -452,6 +522,117 @@ static bool row_matches(const struct snap_site *s, const char *needle)
 	return !*needle || (s->function && strcasestr(s->function, needle));
 }
 
+static bool proc_matches(const struct snap_proc *p, const char *needle)
+{
+	return !*needle || strcasestr(p->comm, needle) ||
+	       strcasestr(p->cmdline, needle);
+}
+
+/* Row i of the table on screen (an index into idx) matches needle. */
+static bool idx_matches(const struct tui *t, int i, const char *needle)
+{
+	int n;
+
+	if (list_mode(t))
+		return proc_matches(&procs(t, &n)[t->idx[i]], needle);
+	return row_matches(&rows(t, &n)[t->idx[i]], needle);
+}
+
+static int cmp_dbl(double a, double b)
+{
+	return (a > b) - (a < b);
+}
+
+/* Processes, sorted by the sort field where it means something for them
+ * (AGE has no process figure: outstanding bytes; FUNCTION: the name). */
+static int cmp_procs(const void *pa, const void *pb, void *arg)
+{
+	const struct tui *t = arg;
+	int n;
+	const struct snap_proc *v = procs(t, &n);
+	const struct snap_proc *a = &v[*(const int *)pa];
+	const struct snap_proc *b = &v[*(const int *)pb];
+	int r = 0;
+
+	switch (t->sort) {
+	case SORT_COUNT:
+		r = cmp_dbl((double)a->outstanding_allocs,
+			    (double)b->outstanding_allocs);
+		break;
+	case SORT_GROWTH:
+		r = cmp_dbl(a->growth_bps, b->growth_bps);
+		break;
+	case SORT_ALLOC_RATE:
+		r = cmp_dbl(a->alloc_rate, b->alloc_rate);
+		break;
+	case SORT_FREE_RATE:
+		r = cmp_dbl(a->free_rate, b->free_rate);
+		break;
+	case SORT_AVG:
+		r = cmp_dbl(a->outstanding_allocs > 0
+				    ? (double)a->outstanding_bytes /
+					      (double)a->outstanding_allocs
+				    : 0,
+			    b->outstanding_allocs > 0
+				    ? (double)b->outstanding_bytes /
+					      (double)b->outstanding_allocs
+				    : 0);
+		break;
+	case SORT_FUNCTION:
+		r = -strcmp(a->comm, b->comm); /* negated back below: A first */
+		break;
+	default:
+		break;
+	}
+	r = -r; /* largest first */
+	if (!r)
+		r = -cmp_dbl((double)a->outstanding_bytes,
+			     (double)b->outstanding_bytes);
+	if (!r)
+		r = (a->pid > b->pid) - (a->pid < b->pid);
+	return t->reverse ? -r : r;
+}
+
+static int ensure_idx(struct tui *t, int n)
+{
+	if (n > t->idx_cap) {
+		int cap = n + n / 2 + 16;
+		int *p = realloc(t->idx, (size_t)cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		t->idx = p;
+		t->idx_cap = cap;
+	}
+	return 0;
+}
+
+static int rebuild_procs(struct tui *t)
+{
+	int n, found = -1;
+	const struct snap_proc *p = procs(t, &n);
+
+	if (ensure_idx(t, n))
+		return -ENOMEM;
+	t->nidx = 0;
+	for (int i = 0; i < n; i++)
+		if (proc_matches(&p[i], t->pfilter))
+			t->idx[t->nidx++] = i;
+	if (t->nidx > 1)
+		qsort_r(t->idx, (size_t)t->nidx, sizeof(*t->idx), cmp_procs, t);
+	for (int i = 0; i < t->nidx && t->key.valid; i++)
+		if (p[t->idx[i]].pid == t->key.pid)
+			found = i;
+	if (found >= 0)
+		t->sel = found;
+	if (t->sel >= t->nidx)
+		t->sel = t->nidx - 1;
+	if (t->sel < 0)
+		t->sel = 0;
+	remember_sel(t);
+	return 0;
+}
+
 /*
  * Recompute the filtered index and put the selection back on the same site
  * (same process and stack; failing that, same function, as collapsing
@@ -462,17 +643,14 @@ static int rebuild(struct tui *t)
 	int n, found = -1, by_func = -1;
 	struct snap_site *r = rows(t, &n);
 
-	if (n > t->idx_cap) {
-		int cap = n + n / 2 + 16;
-		int *p = realloc(t->idx, (size_t)cap * sizeof(*p));
-
-		if (!p)
-			return -ENOMEM;
-		t->idx = p;
-		t->idx_cap = cap;
-	}
+	if (list_mode(t))
+		return rebuild_procs(t);
+	if (ensure_idx(t, n))
+		return -ENOMEM;
 	t->nidx = 0;
 	for (int i = 0; i < n; i++) {
+		if (t->drill && r[i].pid != t->drill)
+			continue;
 		if (!row_matches(&r[i], t->filter))
 			continue;
 		if (t->key.valid && r[i].pid == t->key.pid) {
@@ -515,7 +693,46 @@ static int freeze(struct tui *t)
 		memcpy(t->frozen, t->snap->sites,
 		       (size_t)n * sizeof(*t->frozen));
 	t->nfrozen = n;
+	n = t->snap ? t->snap->nprocs : 0;
+	if (n > t->pfrozen_cap) {
+		struct snap_proc *p =
+			realloc(t->pfrozen, (size_t)n * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		t->pfrozen = p;
+		t->pfrozen_cap = n;
+	}
+	if (n)
+		memcpy(t->pfrozen, t->snap->procs,
+		       (size_t)n * sizeof(*t->pfrozen));
+	t->npfrozen = n;
 	return 0;
+}
+
+/*
+ * The collector frees the sites of a process it forgets (one that exited
+ * and has been shown): frozen rows and the stack screen point into them, so
+ * rows of processes no longer in the snapshot go, and a drill-down into one
+ * returns to the list.
+ */
+static void drop_gone(struct tui *t, const struct snapshot *s)
+{
+	int o = 0;
+
+	for (int i = 0; i < t->nfrozen; i++)
+		if (find_proc(s->procs, s->nprocs, t->frozen[i].pid))
+			t->frozen[o++] = t->frozen[i];
+	t->nfrozen = o;
+	if (t->mode == MODE_STACK &&
+	    !find_proc(s->procs, s->nprocs, t->stack_site.pid))
+		t->mode = MODE_TABLE;
+	if (t->drill && !find_proc(s->procs, s->nprocs, t->drill)) {
+		set_msg(t, "process %" PRIu32 " has gone", t->drill);
+		t->drill = 0;
+		t->key.valid = false;
+		t->sel = t->top = 0;
+	}
 }
 
 static bool all_exited(const struct snapshot *s)
@@ -540,7 +757,14 @@ static int do_refresh(struct tui *t)
 	t->snap = s;
 	t->nrefresh++;
 	t->last_refresh = mono_now();
-	if (all_exited(s))
+	if (!t->plist && (t->o->process_list || s->nprocs > 1)) {
+		t->plist = true;
+		t->sel = t->top = 0;
+		t->key.valid = false;
+	}
+	drop_gone(t, s);
+	/* System-wide, processes come and go: memtop goes on. */
+	if (!t->o->system_wide && all_exited(s))
 		t->exited = true;
 	/* The collector sorts with its own settings; ours are the same. */
 	return rebuild(t);
@@ -565,9 +789,23 @@ static void set_sort(struct tui *t, enum sort_field f, bool reverse)
 	rebuild(t);
 }
 
+/* From a process's call sites back to the process list, on that process. */
+static void back_to_list(struct tui *t)
+{
+	t->drill = 0;
+	t->key.valid = true;
+	t->key.pid = t->list_pid;
+	t->key.site_id[0] = t->key.function[0] = '\0';
+	t->top = 0;
+	rebuild(t);
+}
+
 static void act_quit(struct tui *t, int key)
 {
-	(void)key;
+	if (key == 'q' && t->drill) {
+		back_to_list(t);
+		return;
+	}
 	t->quit = true;
 }
 
@@ -641,37 +879,41 @@ static void act_search(struct tui *t, int key)
 static void act_filter(struct tui *t, int key)
 {
 	(void)key;
-	start_prompt(t, PROMPT_FILTER, t->filter);
+	start_prompt(t, PROMPT_FILTER, cur_filter(t));
 }
 
-static void act_clear_filter(struct tui *t, int key)
+/* Esc clears the filter; without one it goes back to the process list. */
+static void act_escape(struct tui *t, int key)
 {
+	char *f = cur_filter(t);
+
 	(void)key;
-	if (!t->filter[0])
+	if (!f[0]) {
+		if (t->drill)
+			back_to_list(t);
 		return;
+	}
 	remember_sel(t);
-	t->filter[0] = '\0';
+	f[0] = '\0';
 	rebuild(t);
 }
 
 /* Select the next row, after the selection and wrapping, that matches. */
 static void search_next(struct tui *t)
 {
-	int n;
-	struct snap_site *r = rows(t, &n);
-
 	if (!t->search[0])
 		return;
 	for (int k = 1; k <= t->nidx; k++) {
 		int i = (t->sel + k) % t->nidx;
 
-		if (row_matches(&r[t->idx[i]], t->search)) {
+		if (idx_matches(t, i, t->search)) {
 			t->sel = i;
 			remember_sel(t);
 			return;
 		}
 	}
-	set_msg(t, "no function matches \"%s\"", t->search);
+	set_msg(t, "no %s matches \"%s\"",
+		list_mode(t) ? "process" : "function", t->search);
 }
 
 static void act_search_next(struct tui *t, int key)
@@ -714,8 +956,17 @@ static void act_move(struct tui *t, int key)
 static void act_stack(struct tui *t, int key)
 {
 	const struct snap_site *s = sel_row(t);
+	const struct snap_proc *p = sel_proc(t);
 
 	(void)key;
+	if (p) { /* the process list: into its call sites */
+		t->list_pid = p->pid;
+		t->drill = p->pid;
+		t->key.valid = false;
+		t->sel = t->top = 0;
+		rebuild(t);
+		return;
+	}
 	if (!s) {
 		set_msg(t, "no site selected");
 		return;
@@ -790,7 +1041,7 @@ static const struct key_binding {
 	{'h', act_help, "h ? F1", "show this help"},
 	{'?', act_help, NULL, NULL},
 	{KEY_F(1), act_help, NULL, NULL},
-	{'q', act_quit, "q F10", "quit"},
+	{'q', act_quit, "q F10", "quit (q: back to the process list)"},
 	{KEY_F(10), act_quit, NULL, NULL},
 	{'M', act_sort_key, "M", "sort by outstanding bytes"},
 	{'N', act_sort_key, "N", "sort by outstanding allocation count"},
@@ -807,15 +1058,18 @@ static const struct key_binding {
 	{KEY_NPAGE, act_move, NULL, NULL},
 	{KEY_HOME, act_move, NULL, NULL},
 	{KEY_END, act_move, NULL, NULL},
-	{'\n', act_stack, "Enter", "full stack of the selected site"},
+	{'\n', act_stack, "Enter",
+	 "full stack of the selected site; in the process list, its sites"},
 	{'\r', act_stack, NULL, NULL},
 	{KEY_ENTER, act_stack, NULL, NULL},
 	{'/', act_search, "/ n F3", "search a function (n: next match)"},
 	{'n', act_search_next, NULL, NULL},
 	{KEY_F(3), act_search, NULL, NULL},
-	{'\\', act_filter, "\\ F4", "filter rows by function substring"},
+	{'\\', act_filter, "\\ F4",
+	 "filter rows by function (process list: command) substring"},
 	{KEY_F(4), act_filter, NULL, NULL},
-	{KEY_ESC, act_clear_filter, "Esc", "clear the filter"},
+	{KEY_ESC, act_escape, "Esc",
+	 "clear the filter, else back to the process list"},
 	{'B', act_baseline, "B", "set / clear the baseline (growth since it)"},
 	{'c', act_collapse, "c", "collapse sites by function"},
 	{'Z', act_pause, "Z", "pause the table (the summary keeps updating)"},
@@ -845,7 +1099,7 @@ static void prompt_done(struct tui *t)
 		break;
 	case PROMPT_FILTER:
 		remember_sel(t);
-		snprintf(t->filter, sizeof(t->filter), "%s", t->pbuf);
+		snprintf(cur_filter(t), PROMPT_MAX, "%s", t->pbuf);
 		rebuild(t);
 		break;
 	case PROMPT_DELAY:
@@ -916,7 +1170,7 @@ static void prompt_key(struct tui *t, int ch)
 	/* The filter applies as it is typed, like htop's. */
 	if (t->prompt == PROMPT_FILTER) {
 		remember_sel(t);
-		snprintf(t->filter, sizeof(t->filter), "%s", t->pbuf);
+		snprintf(cur_filter(t), PROMPT_MAX, "%s", t->pbuf);
 		rebuild(t);
 	}
 }
@@ -926,29 +1180,47 @@ static void prompt_key(struct tui *t, int ch)
 static void draw_summary(struct tui *t)
 {
 	const struct snapshot *s = t->snap;
+	const struct snap_proc *dp = NULL; /* the process drilled into */
 	char a[48], b[48], c[48];
-	int64_t dbytes = 0, dallocs = 0;
+	int64_t dbytes = 0, dallocs = 0, obytes, oallocs;
+	double arate, frate;
+	uint64_t rss;
 	int nsusp = 0, x;
 	attr_t bold = A_BOLD, sa;
 	double dt;
 
 	if (!s)
 		return;
+	if (t->drill)
+		dp = find_proc(s->procs, s->nprocs, t->drill);
 	for (int i = 0; i < s->nprocs; i++) {
+		if (dp && s->procs[i].pid != dp->pid)
+			continue;
 		dbytes += s->procs[i].delta_bytes;
 		dallocs += s->procs[i].delta_allocs;
 		nsusp += s->procs[i].nsuspects;
 	}
+	/* Drilled into a process: its own figures; else the whole snapshot. */
+	obytes = dp ? dp->outstanding_bytes : s->outstanding_bytes;
+	oallocs = dp ? dp->outstanding_allocs : s->outstanding_allocs;
+	arate = dp ? dp->alloc_rate : s->alloc_rate;
+	frate = dp ? dp->free_rate : s->free_rate;
+	rss = dp ? dp->rss_bytes : s->rss_bytes;
 	dt = s->interval_s > 0 ? s->interval_s : 0;
 
 	/* Line 0: who, and for how long. */
 	x = put(t, 0, 0, cattr(t, CP_TITLE, A_BOLD), "memtop");
-	if (s->nprocs == 1) {
-		const struct snap_proc *p = &s->procs[0];
+	if (dp || (s->nprocs == 1 && !t->o->system_wide)) {
+		const struct snap_proc *p = dp ? dp : &s->procs[0];
 
 		x = putf(t, 0, x + 2, bold, "PID %" PRIu32, p->pid);
 		x = putf(t, 0, x + 1, A_NORMAL, "%s", p->comm);
 		x = put(t, 0, x + 2, A_DIM, p->cmdline);
+	} else if (t->o->system_wide) {
+		x = put(t, 0, x + 2, bold,
+			"system-wide: allocations since attach");
+		x = putf(t, 0, x + 2, A_NORMAL, "%d process%s", s->nprocs,
+			 s->nprocs == 1 ? "" : "es");
 	} else {
 		char pids[128];
 		size_t o = 0;
@@ -959,7 +1231,7 @@ static void draw_summary(struct tui *t)
 					      "%s%" PRIu32, i ? "," : "",
 					      s->procs[i].pid);
 		x = putf(t, 0, x + 2, bold, "PIDs %s", pids);
-		if (s->nprocs)
+		if (s->nprocs && !t->plist)
 			x = putf(t, 0, x + 2, A_DIM, "%s", s->procs[0].cmdline);
 	}
 	fmt_clock(a, sizeof(a), s->elapsed_s);
@@ -971,9 +1243,11 @@ static void draw_summary(struct tui *t)
 	 */
 	x = put(t, 1, 0, bold, "Outstanding:");
 	x = putf(t, 1, x + 1, A_NORMAL, "%s in %" PRId64 " allocs",
-		 fmt_fit(a, sizeof(a), (double)s->outstanding_bytes, t->unit,
-			 99, false),
-		 s->outstanding_allocs);
+		 fmt_fit(a, sizeof(a), (double)obytes, t->unit, 99, false),
+		 oallocs);
+	if (s->scale > 1)
+		x = putf(t, 1, x + 1, cattr(t, CP_SUSPECT, A_BOLD) | A_BOLD,
+			 "estimated (1 in %u sampled)", s->scale);
 	x = putf(t, 1, x + 2, A_NORMAL,
 		 "change %s (%s/s), %+" PRId64 " allocs (%+.1f/s)",
 		 fmt_fit(b, sizeof(b), (double)dbytes, t->unit, 99, true),
@@ -984,15 +1258,14 @@ static void draw_summary(struct tui *t)
 	/* Line 2: rates, RSS and how much of it the probes see. */
 	x = put(t, 2, 0, bold, "Rates:");
 	x = putf(t, 2, x + 1, A_NORMAL, "alloc %s/s free %s/s",
-		 fmt_count(a, sizeof(a), s->alloc_rate, true),
-		 fmt_count(b, sizeof(b), s->free_rate, true));
+		 fmt_count(a, sizeof(a), arate, true),
+		 fmt_count(b, sizeof(b), frate, true));
 	x = put(t, 2, x + 2, bold, "RSS:");
-	if (s->rss_bytes)
+	if (rss)
 		x = putf(t, 2, x + 1, A_NORMAL, "%s (traced %.1f%%)",
-			 fmt_fit(c, sizeof(c), (double)s->rss_bytes, t->unit,
-				 99, false),
-			 100.0 * (double)s->outstanding_bytes /
-				 (double)s->rss_bytes);
+			 fmt_fit(c, sizeof(c), (double)rss, t->unit, 99,
+				 false),
+			 100.0 * (double)obytes / (double)rss);
 	else
 		x = put(t, 2, x + 1, A_NORMAL, "-");
 	x = put(t, 2, x + 2, bold, "Suspects:");
@@ -1012,12 +1285,20 @@ static void draw_summary(struct tui *t)
 	x = put(t, 3, x + 2, bold, "Sort:");
 	x = putf(t, 3, x + 1, A_NORMAL, "%s%s", sort_field_name(t->sort),
 		 t->reverse ? " (reversed)" : "");
-	x = put(t, 3, x + 2, bold, "Sites:");
-	{
+	if (list_mode(t)) {
 		int n;
 
-		rows(t, &n);
+		procs(t, &n);
+		x = put(t, 3, x + 2, bold, "Processes:");
 		x = putf(t, 3, x + 1, A_NORMAL, "%d/%d", t->nidx, n);
+	} else {
+		int n, m = 0;
+		const struct snap_site *r = rows(t, &n);
+
+		for (int i = 0; i < n; i++)
+			m += !t->drill || r[i].pid == t->drill;
+		x = put(t, 3, x + 2, bold, "Sites:");
+		x = putf(t, 3, x + 1, A_NORMAL, "%d/%d", t->nidx, m);
 	}
 	if (t->unit) {
 		static const char *const un[] = {"", "B", "KiB", "MiB", "GiB"};
@@ -1029,7 +1310,7 @@ static void draw_summary(struct tui *t)
 	/* Line 4: states (each a badge and a space), then the message. */
 	x = 0;
 	sa = cattr(t, CP_STATE, A_REVERSE) | A_BOLD;
-	if (t->exited)
+	if (t->exited || (dp && !dp->alive))
 		x = put(t, 4, x, sa, " PROCESS EXITED ");
 	if (t->paused)
 		x = put(t, 4, x + !!x, sa, " PAUSED ");
@@ -1042,10 +1323,10 @@ static void draw_summary(struct tui *t)
 			 " BASELINE %s ago: %s, %+" PRId64 " allocs ", b, a,
 			 s->outstanding_allocs - t->base_allocs);
 	}
-	if (t->filter[0])
+	if (cur_filter(t)[0])
 		x = putf(t, 4, x + !!x, A_REVERSE | A_BOLD, " FILTER \"%s\" ",
-			 t->filter);
-	if (t->collapse)
+			 cur_filter(t));
+	if (t->collapse && !list_mode(t))
 		x = put(t, 4, x + !!x, A_REVERSE | A_BOLD, " COLLAPSED ");
 	if (t->err_fd >= 0) {
 		struct stat stb;
@@ -1104,7 +1385,7 @@ static void make_layout(const struct tui *t, struct layout *l, int func_need)
 
 	for (int i = 0; i < COL_NR; i++)
 		l->on[i] = true;
-	l->on[COL_PID] = t->snap && t->snap->nprocs > 1;
+	l->on[COL_PID] = t->snap && t->snap->nprocs > 1 && !t->drill;
 	for (;;) {
 		int worst = -1;
 
@@ -1257,6 +1538,220 @@ static void draw_prompt(const struct tui *t)
 	move(y, x < COLS ? x : COLS - 1);
 }
 
+/* ---- The process list ---------------------------------------------- */
+
+enum pcol_id {
+	PC_PID,
+	PC_USER,
+	PC_COMM,
+	PC_OUT,
+	PC_COUNT,
+	PC_GROWTH,
+	PC_ALLOC,
+	PC_FREE,
+	PC_RSS,
+	PC_TREND,
+	PC_NR
+};
+
+static const struct column pcolumns[PC_NR] = {
+	[PC_PID] = {"PID", 7, -1, 0},
+	[PC_USER] = {"USER", 8, -1, 3},
+	[PC_COMM] = {"COMM", 15, SORT_FUNCTION, 0},
+	[PC_OUT] = {"OUTSTANDING", 11, SORT_OUTSTANDING, 0},
+	[PC_COUNT] = {"COUNT", 7, SORT_COUNT, 0},
+	[PC_GROWTH] = {"GROWTH/s", 11, SORT_GROWTH, 0},
+	[PC_ALLOC] = {"ALLOC/s", 7, SORT_ALLOC_RATE, 4},
+	[PC_FREE] = {"FREE/s", 7, SORT_FREE_RATE, 6},
+	[PC_RSS] = {"RSS", 9, -1, 2},
+	[PC_TREND] = {"TREND", 8, -1, 5},
+};
+
+#define CMD_MIN 12 /* COMMAND, the command line, gets the rest */
+
+/* A user name for a uid, looked up once (getpwuid can be slow: NSS). */
+static const char *user_name(struct tui *t, uint32_t uid)
+{
+	const int cap = (int)(sizeof(t->users) / sizeof(t->users[0]));
+	struct passwd *pw;
+	int i;
+
+	for (i = 0; i < t->nusers; i++)
+		if (t->users[i].uid == uid)
+			return t->users[i].name;
+	if (t->nusers < cap) {
+		i = t->nusers++;
+	} else {
+		i = t->users_next;
+		t->users_next = (t->users_next + 1) % cap;
+	}
+	t->users[i].uid = uid;
+	pw = getpwuid(uid);
+	if (pw && pw->pw_name)
+		snprintf(t->users[i].name, sizeof(t->users[i].name), "%s",
+			 pw->pw_name);
+	else
+		snprintf(t->users[i].name, sizeof(t->users[i].name),
+			 "%" PRIu32, uid);
+	return t->users[i].name;
+}
+
+static void draw_procs(struct tui *t)
+{
+	static const char *const bar[] = {
+		"F1",	   "Help  ",   "Enter", "Sites ", "/",	 "Search ",
+		"\\",	   "Filter ", "<>",	  "Sort ",  "B",	 "Base ",
+		"Z",	   "Pause ",   "e",	  "Units ", "F10", "Quit ",
+	};
+	bool on[PC_NR];
+	int x[PC_NR], used, cmd_x, n, y0 = SUMMARY_LINES + 1, nrows;
+	const struct snap_proc *p = procs(t, &n);
+	attr_t h = cattr(t, CP_HEADER, A_REVERSE);
+	attr_t hs = cattr(t, CP_SORTED, A_REVERSE | A_UNDERLINE) | A_BOLD;
+
+	draw_summary(t);
+	/* Drop the least useful columns until COMMAND gets some room. */
+	for (int i = 0; i < PC_NR; i++)
+		on[i] = true;
+	for (;;) {
+		int worst = -1;
+
+		used = 1;
+		for (int i = 0; i < PC_NR; i++)
+			if (on[i])
+				used += pcolumns[i].width + 1;
+		if (used + CMD_MIN <= COLS)
+			break;
+		for (int i = 0; i < PC_NR; i++)
+			if (on[i] && pcolumns[i].drop &&
+			    (worst < 0 ||
+			     pcolumns[i].drop > pcolumns[worst].drop))
+				worst = i;
+		if (worst < 0)
+			break;
+		on[worst] = false;
+	}
+	used = 1;
+	for (int i = 0; i < PC_NR; i++) {
+		x[i] = used;
+		if (on[i])
+			used += pcolumns[i].width + 1;
+	}
+	cmd_x = used;
+
+	fill_line(SUMMARY_LINES, h);
+	for (int i = 0; i < PC_NR; i++) {
+		bool left = i == PC_USER || i == PC_COMM || i == PC_TREND;
+
+		if (on[i])
+			cell(t, SUMMARY_LINES, x[i], pcolumns[i].width, left,
+			     pcolumns[i].sort == (int)t->sort ? hs : h,
+			     pcolumns[i].name, false);
+	}
+	if (cmd_x < COLS)
+		cell(t, SUMMARY_LINES, cmd_x, COLS - cmd_x, true, h, "COMMAND",
+		     false);
+
+	nrows = LINES - 1 - y0;
+	t->page = nrows > 0 ? nrows : 1;
+	if (t->sel < t->top)
+		t->top = t->sel;
+	if (nrows > 0 && t->sel >= t->top + nrows)
+		t->top = t->sel - nrows + 1;
+	if (t->top > t->nidx - nrows)
+		t->top = t->nidx - nrows;
+	if (t->top < 0)
+		t->top = 0;
+	for (int r = 0; r < nrows && t->top + r < t->nidx; r++) {
+		const struct snap_proc *q = &p[t->idx[t->top + r]];
+		bool selected = t->top + r == t->sel;
+		int y = y0 + r;
+		attr_t a = A_NORMAL;
+		char buf[288];
+
+		if (!q->alive)
+			a = A_DIM; /* exited: shown this once, as htop does */
+		else if (q->nsuspects)
+			a = cattr(t, CP_SUSPECT, A_BOLD) | A_BOLD;
+		else if (q->growth_bps > 0.5)
+			a = cattr(t, CP_GROWING, A_BOLD);
+		if (selected)
+			a = cattr(t, CP_SELECTED, A_REVERSE) | (a & A_BOLD) |
+			    (q->alive ? 0 : A_DIM);
+		fill_line(y, a);
+		cell(t, y, 0, 1, true, a, q->nsuspects ? "!" : " ", false);
+		for (int i = 0; i < PC_NR; i++) {
+			int w = pcolumns[i].width;
+			bool left = false;
+
+			if (!on[i])
+				continue;
+			switch (i) {
+			case PC_PID:
+				snprintf(buf, sizeof(buf), "%" PRIu32, q->pid);
+				break;
+			case PC_USER:
+				snprintf(buf, sizeof(buf), "%s",
+					 user_name(t, q->uid));
+				left = true;
+				break;
+			case PC_COMM:
+				snprintf(buf, sizeof(buf), "%s", q->comm);
+				left = true;
+				break;
+			case PC_OUT:
+				fmt_fit(buf, sizeof(buf),
+					(double)q->outstanding_bytes, t->unit,
+					w, false);
+				break;
+			case PC_COUNT:
+				fmt_count(buf, sizeof(buf),
+					  (double)q->outstanding_allocs, false);
+				break;
+			case PC_GROWTH:
+				fmt_fit(buf, sizeof(buf), q->growth_bps,
+					t->unit, w, true);
+				break;
+			case PC_ALLOC:
+				fmt_count(buf, sizeof(buf), q->alloc_rate,
+					  true);
+				break;
+			case PC_FREE:
+				fmt_count(buf, sizeof(buf), q->free_rate, true);
+				break;
+			case PC_RSS:
+				if (q->alive)
+					fmt_fit(buf, sizeof(buf),
+						(double)q->rss_bytes, t->unit,
+						w, false);
+				else
+					snprintf(buf, sizeof(buf), "-");
+				break;
+			case PC_TREND:
+				sparkline(t, buf, sizeof(buf), q->trend,
+					  q->ntrend, w);
+				left = true;
+				break;
+			}
+			cell(t, y, x[i], w, left, a, buf, false);
+		}
+		if (cmd_x < COLS) {
+			snprintf(buf, sizeof(buf), "%s%s",
+				 q->alive ? "" : "<exited> ",
+				 q->cmdline[0] ? q->cmdline : q->comm);
+			cell(t, y, cmd_x, COLS - cmd_x, true, a, buf, false);
+		}
+	}
+	if (!t->nidx && nrows > 0)
+		put(t, y0, 2, A_DIM,
+		    t->pfilter[0] ? "no process matches the filter"
+				  : "no allocations seen yet");
+	if (t->prompt != PROMPT_NONE)
+		draw_prompt(t);
+	else
+		draw_bar(t, bar, (int)(sizeof(bar) / sizeof(bar[0])));
+}
+
 static void draw_table(struct tui *t)
 {
 	static const char *const bar[] = {
@@ -1265,10 +1760,20 @@ static void draw_table(struct tui *t)
 		"B",	   "Base ",  "c",	"Collapse ", "Z",
 		"Pause ",  "e",	     "Units ",	"F10",	     "Quit ",
 	};
+	static const char *const dbar[] = {
+		"F1",	   "Help  ", "Enter",	"Stack ",    "Esc",
+		"Back ",   "/",	     "Search ", "\\",	     "Filter ",
+		"<>",	   "Sort ",  "B",	"Base ",     "c",
+		"Collapse ", "Z",    "Pause ",	"F10",	     "Quit ",
+	};
 	struct layout l;
 	int n, y0 = SUMMARY_LINES + 1, nrows, func_need;
 	struct snap_site *r = rows(t, &n);
 
+	if (list_mode(t)) {
+		draw_procs(t);
+		return;
+	}
 	draw_summary(t);
 	nrows = LINES - 1 - y0;
 	t->page = nrows > 0 ? nrows : 1;
@@ -1299,6 +1804,8 @@ static void draw_table(struct tui *t)
 				 : "no allocations seen yet");
 	if (t->prompt != PROMPT_NONE)
 		draw_prompt(t);
+	else if (t->drill)
+		draw_bar(t, dbar, (int)(sizeof(dbar) / sizeof(dbar[0])));
 	else
 		draw_bar(t, bar, (int)(sizeof(bar) / sizeof(bar[0])));
 }
@@ -1698,6 +2205,7 @@ int view_tui_run(struct collector *c, const struct tui_source *src,
 		err = run(&t);
 	screen_close(&t);
 	free(t.frozen);
+	free(t.pfrozen);
 	free(t.idx);
 	return err;
 }

@@ -44,6 +44,11 @@ struct tui_opts {
 	bool no_color;
 	enum sort_field sort; /* the collector's initial order (-o, -r) */
 	bool reverse;
+	bool system_wide; /* no -p: every process, allocations since attach */
+	/* The top level lists processes (system-wide, several -p, -f); Enter
+	 * drills into one's call sites. Also on whenever the snapshot has more
+	 * than one process. */
+	bool process_list;
 };
 
 /*

@@ -287,6 +287,8 @@ enum {
 	C_FRATE,
 	C_LOST,
 	C_UNKNOWN,
+	C_SCALE,
+	C_MMAP, /* issue 7 */
 	C_NR
 };
 
@@ -294,7 +296,7 @@ static const char *header =
 	"timestamp,elapsed_s,pid,comm,scope,site_id,function,location,stack,"
 	"outstanding_bytes,outstanding_allocs,allocs,frees,alloc_bytes,"
 	"rss_bytes,free_bytes,growth_bps,alloc_rate,free_rate,lost_events,"
-	"unknown_frees";
+	"unknown_frees,scale,mmap_bytes";
 
 static char tmpdir[] = "/tmp/memtop-test-views-XXXXXX";
 
@@ -793,7 +795,8 @@ static void test_batch(void)
 	check(strstr(buf, "2026-11-21T13:45:01.250Z") != NULL, "batch: time");
 	check(strstr(buf,
 		     "PID 100 server: outstanding 9.8 KiB in 23 allocs "
-		     "(+1.5 KiB), alloc 10.0/s, free 9.5/s, RSS 4.0 MiB\n") !=
+		     "(+1.5 KiB), alloc 10.0/s, free 9.5/s, RSS 4.0 MiB, "
+		     "mmap 0 B\n") != /* mmap: issue 7 */
 		      NULL,
 	      "batch: process line");
 	check(strstr(buf, "PID 200 worker: outstanding 2.5 KiB in 3 allocs "
