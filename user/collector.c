@@ -535,6 +535,53 @@ static int build_snapshot(struct collector *c, double dt)
 	return 0;
 }
 
+static void site_free(struct site_state *s)
+{
+	for (int i = 0; i < s->nframes; i++) {
+		free((char *)s->frames[i].func);
+		free((char *)s->frames[i].location);
+		free((char *)s->frames[i].module);
+	}
+	free(s->frames);
+	free(s->function);
+	free(s->location);
+	free(s);
+}
+
+/*
+ * Sites the tracer reclaimed (empty and idle) stop appearing in samples: drop
+ * them after a few refreshes so memory follows the live sites, not every
+ * stack ever seen.
+ */
+static void evict_unseen(struct collector *c)
+{
+	struct site_state **old, **nt;
+	size_t cap = c->tab_cap, stale = 0;
+
+	for (size_t i = 0; i < cap; i++)
+		if (c->tab[i] && c->tab[i]->seen_seq + 3 < c->seq)
+			stale++;
+	if (!stale)
+		return;
+	nt = calloc(cap, sizeof(*nt));
+	if (!nt)
+		return;
+	old = c->tab;
+	c->tab = nt;
+	c->nsites = 0;
+	for (size_t i = 0; i < cap; i++) {
+		if (!old[i])
+			continue;
+		if (old[i]->seen_seq + 3 < c->seq) {
+			site_free(old[i]);
+			continue;
+		}
+		*tab_slot(c, &old[i]->key) = old[i];
+		c->nsites++;
+	}
+	free(old);
+}
+
 int collector_update(struct collector *c, const struct raw_sample *raw,
 		     const struct snapshot **out)
 {
@@ -553,10 +600,11 @@ int collector_update(struct collector *c, const struct raw_sample *raw,
 
 		if (!st)
 			return -ENOMEM;
-		if (st->seen_seq) {
+		if (st->seen_seq && r->st.allocs >= st->st.allocs) {
 			st->prev_allocs = st->st.allocs;
 			st->prev_frees = st->st.frees;
 		} else {
+			/* New, or reclaimed by the tracer and started again. */
 			/* New since the last refresh: all its calls were in it. */
 			st->prev_allocs = 0;
 			st->prev_frees = 0;
@@ -589,6 +637,7 @@ int collector_update(struct collector *c, const struct raw_sample *raw,
 		p->seen_seq = c->seq;
 		hist_push(&p->hist, p->st.outstanding_bytes, raw->mono_ns);
 	}
+	evict_unseen(c);
 	err = build_snapshot(c, dt);
 	if (err)
 		return err;
@@ -649,18 +698,6 @@ void collector_set_collapse(struct collector *c, bool on)
 	c->collapse = on;
 }
 
-static void site_free(struct site_state *s)
-{
-	for (int i = 0; i < s->nframes; i++) {
-		free((char *)s->frames[i].func);
-		free((char *)s->frames[i].location);
-		free((char *)s->frames[i].module);
-	}
-	free(s->frames);
-	free(s->function);
-	free(s->location);
-	free(s);
-}
 
 void collector_forget(struct collector *c, uint32_t pid)
 {

@@ -25,6 +25,7 @@ enum {
 	OPT_VERSION,
 	OPT_ENTRY_PROBES,
 	OPT_COMM,
+	OPT_RECLAIM,
 	OPT_MIN_SIZE,
 	OPT_SAMPLE,
 	OPT_SHOW_ALLOCATOR,
@@ -54,6 +55,7 @@ static const struct option long_opts[] = {
 	{ "follow", no_argument, NULL, 'f' },
 	{ "user", required_argument, NULL, 'u' },
 	{ "comm", required_argument, NULL, OPT_COMM },
+	{ "reclaim-after", required_argument, NULL, OPT_RECLAIM },
 	{ "min-size", required_argument, NULL, OPT_MIN_SIZE },
 	{ "sample", required_argument, NULL, OPT_SAMPLE },
 	{ "show-allocator", no_argument, NULL, OPT_SHOW_ALLOCATOR },
@@ -90,6 +92,8 @@ void config_usage(FILE *f)
 		"                          (jemalloc, tcmalloc, a static executable); repeatable\n"
 		"      --max-allocs N      live allocations tracked (default 1048576)\n"
 		"      --max-stacks N      call stacks tracked (default 65536)\n"
+		"      --reclaim-after SECS  forget stacks that hold nothing and have not\n"
+		"                          allocated for SECS (default 30, 0 never)\n"
 		"      --show-allocator    keep the allocator's own frame in stacks\n"
 		"      --entry-probes      probe functions at their first instruction (slower;\n"
 		"                          the default moves a probe past instructions the\n"
@@ -178,6 +182,7 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err,
 	cfg->sort = SORT_OUTSTANDING;
 	cfg->max_allocs = 1ul << 20;
 	cfg->max_stacks = 1ul << 16;
+	cfg->reclaim_s = 30;
 	cfg->no_color = nc && *nc;
 	err[0] = '\0';
 	optind = 0; /* glibc: a full reset, forgetting any previous argv */
@@ -249,6 +254,16 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err,
 			cfg->has_uid = true;
 			break;
 		}
+		case OPT_RECLAIM:
+			errno = 0;
+			cfg->reclaim_s = strtod(optarg, &end);
+			if (errno || end == optarg || *end ||
+			    !isfinite(cfg->reclaim_s) || cfg->reclaim_s < 0 ||
+			    cfg->reclaim_s > 86400)
+				return fail(err, errlen,
+					    "invalid --reclaim-after '%s': expected seconds between 0 (never) and 86400",
+					    optarg);
+			break;
 		case OPT_COMM:
 			if (!*optarg || strlen(optarg) > 15)
 				return fail(err, errlen,

@@ -41,6 +41,7 @@ struct config {
 	const char *comm; /* --comm: only processes of this name */
 	unsigned long long min_size; /* --min-size */
 	unsigned sample_every; /* --sample N */
+	double reclaim_s; /* --reclaim-after: idle empty stacks are dropped */
 	bool show_allocator; /* --show-allocator */
 	bool entry_probes; /* --entry-probes: probe at function entry only */
 	bool bench_empty; /* --bench-empty-probes: benchmarks' floor */

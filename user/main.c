@@ -478,6 +478,7 @@ int main(int argc, char **argv)
 	topts.follow = a.cfg.follow;
 	topts.min_size = a.cfg.min_size;
 	topts.sample_every = a.cfg.sample_every;
+	topts.reclaim_ns = (uint64_t)(a.cfg.reclaim_s * 1e9);
 	topts.python = a.cfg.python;
 	err = tracer_open(&a.tracer, &topts);
 	if (err) {

@@ -113,8 +113,13 @@ struct comm_entry {
 	char comm[16];
 };
 
+struct retired;
+
 struct tracer {
 	struct tracer_opts opts;
+	struct retired *retired; /* reclaimed sites' counts, per process */
+	int nretired;
+	uint64_t reclaim_races;
 	int *fds; /* uprobe_multi links */
 	int nfds, fds_cap;
 	int nprobes;
@@ -884,6 +889,53 @@ static int emit_site(void *ctx, const void *k, const void *v)
 	return sample_add_site(ctx, &s);
 }
 
+/*
+ * What reclaimed sites had counted, per process, so that a process's
+ * cumulative figures never go down.
+ */
+struct retired {
+	__u32 tgid;
+	struct mt_stats st;
+};
+
+static void retire(struct tracer *t, const struct raw_site *r)
+{
+	struct retired *p = NULL;
+
+	for (int i = 0; i < t->nretired; i++)
+		if (t->retired[i].tgid == r->key.tgid)
+			p = &t->retired[i];
+	if (!p) {
+		struct retired *n = realloc(t->retired, (t->nretired + 1) *
+							     sizeof(*n));
+
+		if (!n)
+			return;
+		t->retired = n;
+		p = &t->retired[t->nretired++];
+		memset(p, 0, sizeof(*p));
+		p->tgid = r->key.tgid;
+	}
+	p->st.allocs += r->st.allocs;
+	p->st.frees += r->st.frees;
+	p->st.alloc_bytes += r->st.alloc_bytes;
+	p->st.free_bytes += r->st.free_bytes;
+}
+
+static void add_retired(struct tracer *t, struct raw_sample *raw)
+{
+	for (int i = 0; i < t->nretired; i++) {
+		struct raw_proc *p = sample_find_proc(raw, t->retired[i].tgid);
+
+		if (!p)
+			continue;
+		p->st.allocs += t->retired[i].st.allocs;
+		p->st.frees += t->retired[i].st.frees;
+		p->st.alloc_bytes += t->retired[i].st.alloc_bytes;
+		p->st.free_bytes += t->retired[i].st.free_bytes;
+	}
+}
+
 static int cmp_site_tgid(const void *a, const void *b)
 {
 	const struct raw_site *x = a, *y = b;
@@ -923,6 +975,40 @@ static int sum_procs(struct raw_sample *raw)
 }
 
 
+/*
+ * Stack storage must not freeze: a site that holds nothing and has not
+ * allocated for a while is deleted with its stack, so that churning stacks
+ * do not fill the maps. BPF recreates both if the stack allocates again.
+ * lookup-and-delete returns the value as deleted: if an allocation slipped in
+ * since the read, the entry is put back.
+ */
+static void reclaim_idle(struct tracer *t, struct raw_sample *raw)
+{
+	int sites = bpf_map__fd(t->skel->maps.sites);
+	int stacks = bpf_map__fd(t->skel->maps.stacks);
+	struct mt_stats v;
+
+	if (!t->opts.reclaim_ns)
+		return;
+	for (size_t i = 0; i < raw->nsites; i++) {
+		struct raw_site *r = &raw->sites[i];
+
+		if (r->st.outstanding_allocs || r->st.outstanding_bytes ||
+		    !r->st.last_ns || raw->mono_ns < r->st.last_ns ||
+		    raw->mono_ns - r->st.last_ns < t->opts.reclaim_ns)
+			continue;
+		if (bpf_map_lookup_and_delete_elem(sites, &r->key, &v))
+			continue;
+		if (v.allocs != r->st.allocs || v.frees != r->st.frees) {
+			if (bpf_map_update_elem(sites, &r->key, &v, BPF_NOEXIST))
+				t->reclaim_races++;
+			continue;
+		}
+		bpf_map_delete_elem(stacks, &r->key);
+		retire(t, r);
+	}
+}
+
 int tracer_read(struct tracer *t, struct raw_sample *raw)
 {
 	struct bpf_program *prog;
@@ -942,6 +1028,10 @@ int tracer_read(struct tracer *t, struct raw_sample *raw)
 			strerror(-err));
 		return err;
 	}
+	/* Retired before this read first: a site retired now is still among
+	 * the sites read, and only from the next read on among the retired. */
+	add_retired(t, raw);
+	reclaim_idle(t, raw);
 	read_anon(t, raw); /* issue 7 */
 	pthread_mutex_lock(&t->lock);
 	for (size_t i = 0; i < raw->nprocs; i++) {
@@ -992,6 +1082,9 @@ void tracer_forget(struct tracer *t, uint32_t tgid)
 		bpf_map_delete_elem(stacks, &key);
 	}
 	bpf_map_delete_elem(bpf_map__fd(t->skel->maps.procs), &tgid);
+	for (int i = 0; i < t->nretired; i++)
+		if (t->retired[i].tgid == tgid)
+			t->retired[i--] = t->retired[--t->nretired];
 	tracer_python_forget(t, tgid); /* issue 7 */
 }
 
@@ -1137,6 +1230,7 @@ void tracer_close(struct tracer *t)
 	free(t->sets);
 	close_fds(t->fds, t->nfds);
 	free(t->fds);
+	free(t->retired);
 	destroy_links(t->links, t->nlinks);
 	free(t->links);
 	memtop_bpf__destroy(t->skel);
