@@ -6,6 +6,7 @@
  * into raw samples and detaches everything on close. It is the only file
  * that knows the skeleton.
  */
+#define _GNU_SOURCE /* O_PATH */
 #include <errno.h>
 #include <fcntl.h>
 #include <gelf.h>
@@ -425,6 +426,51 @@ static bool has_set(struct tracer *t, pid_t pid)
 	return false;
 }
 
+#ifndef RESOLVE_NO_MAGICLINKS
+#define RESOLVE_NO_MAGICLINKS 0x02
+#endif
+#ifndef RESOLVE_IN_ROOT
+#define RESOLVE_IN_ROOT 0x10
+#endif
+
+struct open_how_compat {
+	__u64 flags;
+	__u64 mode;
+	__u64 resolve;
+};
+
+/*
+ * Open a path a process maps as that process sees it: symlinks inside a
+ * container resolve inside it, not on the host. Only a regular file with the
+ * mapping's inode is accepted (no device files, nothing swapped in).
+ */
+static int open_in_root(pid_t pid, const char *path, uint64_t inode)
+{
+	struct open_how_compat how = { .flags = O_RDONLY | O_CLOEXEC,
+				       .resolve = RESOLVE_IN_ROOT |
+						  RESOLVE_NO_MAGICLINKS };
+	char root[64];
+	struct stat st;
+	int dfd, fd;
+
+	snprintf(root, sizeof(root), "/proc/%d/root", pid);
+	dfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	fd = syscall(SYS_openat2, dfd, path, &how, sizeof(how));
+	if (fd < 0)
+		fd = -errno;
+	close(dfd);
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) ||
+	    (inode && st.st_ino != inode)) {
+		close(fd);
+		return -EPERM;
+	}
+	return fd;
+}
+
 /* The probes' file set for pid: one per traced pid, or the global one. */
 static struct file_set *set_for(struct tracer *t, pid_t pid)
 {
@@ -478,7 +524,7 @@ static int scan_pid(struct tracer *t, pid_t pid)
 	char mpath[64], line[4096 + 256], path[PATH_MAX + 64];
 	struct file_set *set = set_for(t, pid);
 	struct maps_entry e;
-	int total = 0, err = 0, n;
+	int total = 0, err = 0, n, fd;
 	FILE *f;
 
 	if (!set)
@@ -495,14 +541,25 @@ static int scan_pid(struct tracer *t, pid_t pid)
 		if (t->opts.python != PYTHON_OFF && e.offset == 0 &&
 		    python_candidate(e.path))
 			python_check(t, pid, path, e.start); /* issue 7 */
+		/* Probe the very file the process maps: resolved inside its
+		 * root, a regular file with the mapping's inode, then named by
+		 * our descriptor so nothing can swap it in between. */
+		fd = open_in_root(pid, e.path, e.inode);
+		if (fd < 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 		n = file_set_add(set, path);
 		if (n == -ENOMEM) {
+			close(fd);
 			err = n;
 			break;
 		}
-		if (n <= 0)
-			continue; /* seen, or gone (deleted): nothing to probe */
+		if (n <= 0) {
+			close(fd);
+			continue; /* seen already */
+		}
 		n = attach_file(t, set->pid, path, false, &t->opts);
+		close(fd);
 		if (n < 0 && n != -ENOEXEC && n != -ENOENT && n != -EACCES) {
 			err = n;
 			break;
