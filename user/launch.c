@@ -9,10 +9,35 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "launch.h"
+
+int launch_check(const char *file)
+{
+	const char *path = getenv("PATH");
+	char buf[4096];
+	int err = -ENOENT;
+
+	if (strchr(file, '/'))
+		return access(file, X_OK) ? -errno : 0;
+	if (!path)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	while (*path) {
+		size_t len = strcspn(path, ":");
+
+		snprintf(buf, sizeof(buf), "%.*s/%s", (int)len,
+			 len ? path : ".", file);
+		if (!access(buf, X_OK))
+			return 0;
+		if (errno == EACCES)
+			err = -EACCES;
+		path += len + (path[len] == ':');
+	}
+	return err;
+}
 
 int launch_start(struct launch *l, char *const argv[])
 {

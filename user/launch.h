@@ -17,6 +17,8 @@ struct launch {
 	int status; /* waitpid status once reaped */
 };
 
+/* Can argv[0] be executed (looked up in PATH like execvp)? 0 or -errno. */
+int launch_check(const char *file);
 /* Fork the child, stopped before exec. 0 or -errno. */
 int launch_start(struct launch *l, char *const argv[]);
 /* Let it exec; -errno (e.g. -ENOENT) when exec failed. */

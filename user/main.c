@@ -163,8 +163,17 @@ static int app_refresh(void *ctx, const struct snapshot **out)
 			return -ENOMEM;
 	}
 	for (size_t i = 0; i < a->raw.nprocs; i++) {
-		procfs_fill(&a->raw.procs[i]);
-		any_alive |= a->raw.procs[i].alive;
+		struct raw_proc *p = &a->raw.procs[i];
+
+		procfs_fill(p);
+		any_alive |= p->alive;
+		/* A command that ended before /proc was read keeps a name. */
+		if (!p->comm[0] && a->has_child && p->tgid == (uint32_t)a->child.pid) {
+			const char *b = strrchr(a->cfg.command[0], '/');
+
+			snprintf(p->comm, sizeof(p->comm), "%.15s",
+				 b ? b + 1 : a->cfg.command[0]);
+		}
 	}
 	if (a->cfg.has_uid || a->cfg.comm) {
 		err = sample_filter(&a->raw, keep_proc, &a->cfg);
@@ -439,6 +448,14 @@ int main(int argc, char **argv)
 	}
 
 	if (a.cfg.command) {
+		/* Say "not found" before attaching anything. */
+		err = launch_check(a.cfg.command[0]);
+		if (err) {
+			fprintf(stderr, "memtop: cannot run %s: %s\n",
+				a.cfg.command[0], strerror(-err));
+			ret = err == -ENOENT ? 127 : 126;
+			goto cleanup;
+		}
 		/* Forked before the signal handlers: the child keeps defaults. */
 		err = launch_start(&a.child, a.cfg.command);
 		if (err) {

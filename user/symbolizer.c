@@ -1,13 +1,30 @@
 /*
  * Turns the user-space return addresses memtop collects into function,
  * source file and line, module and file offset. ELF executables and shared
- * libraries go through elfutils libdwfl (one Dwfl per traced process, its
- * modules reported from /proc/PID/maps and its files opened inside the
- * process's root so containers work); code that no ELF symbol covers (JIT,
- * interpreters) is looked up in the process's /tmp/perf-PID.map. Results
- * are cached per process so a hot call site costs one hash probe, and the
- * cache is refreshed lazily when an address falls outside the known
- * mappings rather than by polling /proc.
+ * libraries go through elfutils libdwfl; code that no ELF symbol covers
+ * (JIT, interpreters) is looked up in the process's /tmp/perf-PID.map.
+ *
+ * What an address in a mapped file means depends only on the file and the
+ * offset, not on the process, so the work is organised around files:
+ *
+ *  - per process (struct proc): the parsed /proc/PID/maps, a pid+ip cache
+ *    (one hash probe for a hot call site), the perf map, and a Dwfl only
+ *    for the [vdso], which exists in memory alone;
+ *  - per mapped file (struct obj), identified by the maps line's dev and
+ *    inode plus the file's size and mtime (so a rebuilt binary that reuses
+ *    a freed inode number is a new file): one Dwfl with that one module,
+ *    opened lazily in the context of whichever process first needs it
+ *    (its root for containers, map_files for deleted files), holding the
+ *    ELF and DWARF handles, the sorted symbol table and the CU index;
+ *  - one global cache (obj, file offset) -> function, file, line.
+ *
+ * A lookup in a new process of an already-seen (file, offset) costs a maps
+ * read for that process and a stat per file, never a Dwfl. Only misses
+ * open a file's Dwfl; at most DWFL_MAX Dwfls (files' and vdsos') are live,
+ * the least recently used is closed first, and a process's state goes with
+ * symbolizer_forget. Names stay in the global cache after their file's
+ * Dwfl is closed. The pid+ip cache is refreshed lazily when an address
+ * falls outside the known mappings rather than by polling /proc.
  */
 #define _GNU_SOURCE
 #include <dwarf.h>
@@ -16,11 +33,13 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -48,8 +67,20 @@ char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
 #define REFRESH_REFILL_NS (10ull * 1000 * 1000)
 #define PERF_RECHECK_NS	  (1000ull * 1000 * 1000)
 #define PROC_BUCKETS	  64
+#define OBJ_BUCKETS	  256
 /* Longer perf-map lines are junk; real ones are a symbol and a source path. */
 #define PERF_LINE_MAX 4096
+/*
+ * Live Dwfls (one per file being resolved, one per process whose vdso is):
+ * each holds an ELF, maybe DWARF, and our indexes of them.
+ */
+#define DWFL_MAX 24
+/* A file that could not be opened from one process may be from another. */
+#define OBJ_RETRY_NS (1000ull * 1000 * 1000)
+/* Entries of the (file, offset) cache: 40 bytes each. */
+#define GCACHE_MAX (4u << 20)
+#define SLOTS_MIN  64
+#define POOL_CHUNK 4096
 
 struct str_chunk {
 	struct str_chunk *next;
@@ -57,17 +88,20 @@ struct str_chunk {
 	char data[];
 };
 
-/* Interned strings: handed out in sym_info, so they live as long as the proc.
- */
+/* Interned strings, handed out in sym_info. */
 struct str_pool {
 	const char **set;
 	size_t cap, n;
 	struct str_chunk *chunks;
 };
 
+struct obj;
+
 struct mapping {
-	uint64_t start, end, pgoff, ino;
+	uint64_t start, end, pgoff, ino, dev;
+	const char *path;   /* interned, as maps shows it; NULL if anonymous */
 	const char *module; /* interned basename; NULL for anonymous memory */
+	struct obj *obj;    /* the file, once an address in it was resolved */
 };
 
 struct mod_sym {
@@ -83,15 +117,53 @@ struct cu_range {
 	Dwarf_Off die;
 };
 
-/* Dwfl_Module userdata: lets find_elf know the pid, and holds our index. */
-struct mod_info {
-	struct proc *proc;
+/* Our index of one Dwfl_Module; lives and dies with its Dwfl. */
+struct mod_index {
 	struct mod_sym *syms;
 	size_t nsyms;
 	bool syms_loaded;
 	struct cu_range *cus;
 	size_t ncus;
 	bool cus_loaded;
+};
+
+/* Intrusive LRU of everything that holds a live Dwfl. */
+struct lru {
+	struct lru *prev, *next;
+	bool is_obj;
+};
+
+struct load_seg {
+	uint64_t offset, filesz, vaddr;
+};
+
+/* One mapped file, shared by every process that maps it. */
+struct obj {
+	struct obj *next;
+	uint64_t dev, ino;
+	/* From stat when it could be had, else 0: part of the identity. */
+	uint64_t size;
+	int64_t mtime_sec, mtime_nsec;
+	bool have_stat;
+	uint32_t id;
+
+	Dwfl *dwfl; /* NULL until a miss needs it, and after eviction */
+	Dwfl_Module *mod;
+	GElf_Addr bias;
+	struct load_seg *segs;
+	size_t nsegs;
+	struct mod_index idx;
+	struct lru lru;
+	bool bad;	    /* not an ELF file: libdwfl would never help */
+	uint64_t retry_ns; /* open failed: not before then */
+};
+
+/* (file, offset) -> names: what makes a process's first lookup cheap. */
+struct gslot {
+	uint64_t off;
+	uint32_t obj_id; /* 0: empty */
+	int line;
+	const char *func, *file;
 };
 
 struct perf_sym {
@@ -114,7 +186,11 @@ struct proc {
 	pid_t nspid; /* pid inside its own namespace: the perf map's name */
 	uid_t ruid, euid;
 	bool same_root;
+
+	/* Only for the vdso; dropped when the maps change. */
 	Dwfl *dwfl;
+	struct mod_index vdso_idx;
+	struct lru lru;
 
 	struct mapping *maps;
 	size_t nmaps;
@@ -128,6 +204,7 @@ struct proc {
 
 	struct slot *cache;
 	size_t cache_cap, cache_n;
+	/* Paths, module names and perf-map names: die with the process. */
 	struct str_pool strs;
 
 	struct perf_sym *perf;
@@ -140,6 +217,17 @@ struct proc {
 
 struct symbolizer {
 	struct proc *buckets[PROC_BUCKETS];
+	struct obj *objs[OBJ_BUCKETS];
+	uint32_t next_obj_id;
+
+	struct gslot *gcache;
+	size_t gcache_cap, gcache_n;
+	/* Function and source file names from ELF/DWARF: live until free. */
+	struct str_pool strs;
+
+	struct lru lru; /* head: most recently used first */
+	int ndwfls;
+	uint64_t hits, misses;
 };
 
 static uint64_t now_ns(void)
@@ -177,7 +265,7 @@ static char *pool_alloc(struct str_pool *pool, size_t len)
 	struct str_chunk *c = pool->chunks;
 
 	if (!c || c->cap - c->used < len) {
-		size_t cap = len > 16384 ? len : 16384;
+		size_t cap = len > POOL_CHUNK ? len : POOL_CHUNK;
 
 		c = malloc(sizeof(*c) + cap);
 		if (!c)
@@ -186,7 +274,7 @@ static char *pool_alloc(struct str_pool *pool, size_t len)
 		c->cap = cap;
 		/* A big string must not strand the space left in the head
 		 * chunk. */
-		if (pool->chunks && cap > 16384) {
+		if (pool->chunks && cap > POOL_CHUNK) {
 			c->next = pool->chunks->next;
 			pool->chunks->next = c;
 		} else {
@@ -446,16 +534,6 @@ fail:
 	return err;
 }
 
-static const struct mapping *mapping_at(const struct proc *p, uint64_t start)
-{
-	size_t i;
-
-	for (i = 0; i < p->nmaps; i++)
-		if (p->maps[i].start == start)
-			return &p->maps[i];
-	return NULL;
-}
-
 /* The file the kernel actually mapped; needs CAP_SYS_ADMIN. */
 static int open_map_file(const struct proc *p, const struct mapping *m,
 			 char **file_name)
@@ -493,21 +571,14 @@ static int open_plain(const char *name, char **file_name)
  * namespace. So: the process's root first, then the mapping itself, then
  * our root if the inode proves it is the same file.
  */
-static int find_elf(Dwfl_Module *mod, void **userdata, const char *name,
-		    Dwarf_Addr base, char **file_name, Elf **elfp)
+static int open_mapped(const struct proc *p, const struct mapping *m,
+		       char **file_name)
 {
-	struct mod_info *mi = *userdata;
-	struct proc *p = mi ? mi->proc : NULL;
-	const struct mapping *m;
+	const char *name = m->path;
 	struct stat st;
 	int fd;
 
-	/* [vdso: PID] and friends: the standard callback reads them from
-	 * memory. */
-	if (name[0] != '/' || !p)
-		return dwfl_linux_proc_find_elf(mod, userdata, name, base,
-						file_name, elfp);
-	m = mapping_at(p, base);
+	*file_name = NULL;
 	if (strstr(name, " (deleted)")) {
 		/* Replaced on disk: only the mapping still has the old file. */
 		fd = open_map_file(p, m, file_name);
@@ -519,11 +590,12 @@ static int find_elf(Dwfl_Module *mod, void **userdata, const char *name,
 		if (fd >= 0 && asprintf(file_name, "/proc/%d/root%s",
 					(int)p->pid, name) < 0) {
 			close(fd);
+			*file_name = NULL;
 			return -1;
 		}
 		if (fd < 0)
 			fd = open_map_file(p, m, file_name);
-		if (fd < 0 && m) {
+		if (fd < 0) {
 			fd = open_plain(name, file_name);
 			if (fd >= 0 &&
 			    (fstat(fd, &st) || st.st_ino != m->ino)) {
@@ -546,68 +618,305 @@ static int find_elf(Dwfl_Module *mod, void **userdata, const char *name,
 	return fd;
 }
 
+/*
+ * Size and mtime of the file behind m, as p sees it, to tell a file from a
+ * later one that got the same inode number. false when only the maps
+ * line's dev and inode are known (no access): then those alone identify it.
+ */
+static bool mapping_stat(const struct proc *p, const struct mapping *m,
+			 struct stat *st)
+{
+	char buf[128];
+	bool ok = false;
+	int fd;
+
+	if (!strstr(m->path, " (deleted)")) {
+		if (p->same_root) {
+			ok = !stat(m->path, st);
+		} else {
+			fd = open_in_root(p->pid, m->path, O_PATH, 0);
+			ok = fd >= 0 && !fstat(fd, st);
+			if (fd >= 0)
+				close(fd);
+		}
+		if (ok && st->st_ino == m->ino && S_ISREG(st->st_mode))
+			return true;
+	}
+	snprintf(buf, sizeof(buf), "/proc/%d/map_files/%llx-%llx", (int)p->pid,
+		 (unsigned long long)m->start, (unsigned long long)m->end);
+	return !stat(buf, st) && st->st_ino == m->ino && S_ISREG(st->st_mode);
+}
+
 static char *debuginfo_path = ":.debug:/usr/lib/debug";
 
-static const Dwfl_Callbacks dwfl_callbacks = {
-	.find_elf = find_elf,
+/* A file's Dwfl is handed its fd: nothing is ever looked up by name. */
+static int no_find_elf(Dwfl_Module *mod, void **userdata, const char *name,
+		       Dwarf_Addr base, char **file_name, Elf **elfp)
+{
+	(void)mod;
+	(void)userdata;
+	(void)name;
+	(void)base;
+	(void)file_name;
+	(void)elfp;
+	return -1;
+}
+
+static const Dwfl_Callbacks file_callbacks = {
+	.find_elf = no_find_elf,
 	.find_debuginfo = dwfl_standard_find_debuginfo,
 	.debuginfo_path = &debuginfo_path,
 };
 
-static void mod_info_free(struct mod_info *mi)
+/* "[vdso: PID]" modules are read from the process's memory. */
+static const Dwfl_Callbacks vdso_callbacks = {
+	.find_elf = dwfl_linux_proc_find_elf,
+	.find_debuginfo = dwfl_standard_find_debuginfo,
+	.debuginfo_path = &debuginfo_path,
+};
+
+static void mod_index_free(struct mod_index *mi)
 {
-	if (!mi)
-		return;
 	free(mi->syms);
 	free(mi->cus);
-	free(mi);
+	memset(mi, 0, sizeof(*mi));
 }
 
-static int module_removed(Dwfl_Module *mod, void *userdata, const char *name,
-			  Dwarf_Addr base, void *arg)
+static void lru_unlink(struct lru *n)
 {
-	(void)mod;
-	(void)name;
-	(void)base;
-	(void)arg;
-	/* Declared void *, but libdwfl passes &mod->userdata (MODCB_ARGS). */
-	mod_info_free(*(void **)userdata);
-	*(void **)userdata = NULL;
-	return DWARF_CB_OK;
+	n->prev->next = n->next;
+	n->next->prev = n->prev;
+	n->prev = n->next = NULL;
 }
 
-static int module_adopt(Dwfl_Module *mod, void **userdata, const char *name,
-			Dwarf_Addr base, void *arg)
+static void lru_touch(struct symbolizer *sym, struct lru *n)
 {
-	struct mod_info *mi;
+	if (n->prev)
+		lru_unlink(n);
+	n->next = sym->lru.next;
+	n->prev = &sym->lru;
+	sym->lru.next->prev = n;
+	sym->lru.next = n;
+}
 
-	(void)mod;
-	(void)name;
-	(void)base;
-	if (!*userdata) {
-		mi = calloc(1, sizeof(*mi));
-		if (mi)
-			mi->proc = arg;
-		*userdata = mi;
+static void obj_close(struct symbolizer *sym, struct obj *o)
+{
+	if (!o->dwfl)
+		return;
+	lru_unlink(&o->lru);
+	sym->ndwfls--;
+	/* Also closes the fd dwfl_report_elf consumed. */
+	dwfl_end(o->dwfl);
+	o->dwfl = NULL;
+	o->mod = NULL;
+	mod_index_free(&o->idx);
+	free(o->segs);
+	o->segs = NULL;
+	o->nsegs = 0;
+}
+
+static void proc_close_dwfl(struct symbolizer *sym, struct proc *p)
+{
+	if (!p->dwfl)
+		return;
+	lru_unlink(&p->lru);
+	sym->ndwfls--;
+	dwfl_end(p->dwfl);
+	p->dwfl = NULL;
+	mod_index_free(&p->vdso_idx);
+}
+
+/* Close least recently used Dwfls until there is room for one more. */
+static void dwfl_make_room(struct symbolizer *sym)
+{
+	while (sym->ndwfls >= DWFL_MAX && sym->lru.prev != &sym->lru) {
+		struct lru *n = sym->lru.prev;
+
+		if (n->is_obj)
+			obj_close(sym, (struct obj *)((char *)n -
+						      offsetof(struct obj, lru)));
+		else
+			proc_close_dwfl(sym,
+					(struct proc *)((char *)n -
+							offsetof(struct proc,
+								 lru)));
 	}
-	return DWARF_CB_OK;
 }
 
-static int module_release(Dwfl_Module *mod, void **userdata, const char *name,
-			  Dwarf_Addr base, void *arg)
+static uint64_t obj_hash(uint64_t dev, uint64_t ino, uint64_t size,
+			 int64_t sec, int64_t nsec)
 {
-	(void)mod;
-	(void)name;
-	(void)base;
-	(void)arg;
-	mod_info_free(*userdata);
-	*userdata = NULL;
-	return DWARF_CB_OK;
+	return hash_u64(hash_u64(dev ^ hash_u64(ino)) ^ size ^
+			hash_u64((uint64_t)sec ^ ((uint64_t)nsec << 32)));
+}
+
+static struct obj *obj_get(struct symbolizer *sym, const struct mapping *m,
+			   const struct stat *st)
+{
+	uint64_t size = st ? (uint64_t)st->st_size : 0;
+	int64_t sec = st ? st->st_mtim.tv_sec : 0;
+	int64_t nsec = st ? st->st_mtim.tv_nsec : 0;
+	struct obj **head, *o;
+
+	head = &sym->objs[obj_hash(m->dev, m->ino, size, sec, nsec) %
+			  OBJ_BUCKETS];
+	for (o = *head; o; o = o->next)
+		if (o->dev == m->dev && o->ino == m->ino && o->size == size &&
+		    o->mtime_sec == sec && o->mtime_nsec == nsec &&
+		    o->have_stat == !!st)
+			return o;
+	o = calloc(1, sizeof(*o));
+	if (!o)
+		return NULL;
+	o->dev = m->dev;
+	o->ino = m->ino;
+	o->size = size;
+	o->mtime_sec = sec;
+	o->mtime_nsec = nsec;
+	o->have_stat = !!st;
+	o->id = ++sym->next_obj_id;
+	o->lru.is_obj = true;
+	o->next = *head;
+	*head = o;
+	return o;
+}
+
+/* The file behind m, found once per process and file. */
+static struct obj *mapping_obj(struct symbolizer *sym, struct proc *p,
+			       struct mapping *m)
+{
+	struct obj *o = NULL;
+	struct stat st;
+	size_t i;
+
+	if (m->obj)
+		return m->obj;
+	for (i = 0; i < p->nmaps && !o; i++)
+		if (p->maps[i].obj && p->maps[i].dev == m->dev &&
+		    p->maps[i].ino == m->ino)
+			o = p->maps[i].obj;
+	if (!o)
+		o = obj_get(sym, m, mapping_stat(p, m, &st) ? &st : NULL);
+	if (!o)
+		return NULL;
+	for (i = 0; i < p->nmaps; i++)
+		if (p->maps[i].path && p->maps[i].dev == m->dev &&
+		    p->maps[i].ino == m->ino)
+			p->maps[i].obj = o;
+	return o;
+}
+
+/*
+ * Give o a Dwfl holding just its file, opened as p sees it. The module is
+ * placed at its link-time addresses (bias 0), so a file offset maps to an
+ * address through the program headers alone, whatever the process.
+ */
+static bool obj_open(struct symbolizer *sym, struct obj *o,
+		     const struct proc *p, const struct mapping *m)
+{
+	struct load_seg *segs;
+	char *file_name = NULL;
+	size_t nphdr, i, n = 0;
+	Dwfl_Module *mod;
+	struct stat st;
+	Dwfl *dwfl;
+	Elf *elf;
+	int fd;
+
+	if (o->dwfl) {
+		lru_touch(sym, &o->lru);
+		return true;
+	}
+	if (o->bad || (o->retry_ns && now_ns() < o->retry_ns))
+		return false;
+	fd = open_mapped(p, m, &file_name);
+	/* Not the file we identified (replaced meanwhile): try later. */
+	if (fd >= 0 &&
+	    (fstat(fd, &st) || st.st_ino != m->ino ||
+	     (o->have_stat && ((uint64_t)st.st_size != o->size ||
+			       st.st_mtim.tv_sec != o->mtime_sec ||
+			       st.st_mtim.tv_nsec != o->mtime_nsec)))) {
+		close(fd);
+		fd = -1;
+	}
+	if (fd < 0)
+		goto retry;
+	dwfl_make_room(sym);
+	dwfl = dwfl_begin(&file_callbacks);
+	if (!dwfl) {
+		close(fd);
+		goto retry;
+	}
+	dwfl_report_begin(dwfl);
+	mod = dwfl_report_elf(dwfl, m->module ? m->module : "?", file_name, fd,
+			      0, true);
+	dwfl_report_end(dwfl, NULL, NULL);
+	free(file_name);
+	file_name = NULL;
+	if (!mod) {
+		close(fd);
+		dwfl_end(dwfl);
+		o->bad = true;
+		return false;
+	}
+	elf = dwfl_module_getelf(mod, &o->bias);
+	segs = NULL;
+	if (elf && !elf_getphdrnum(elf, &nphdr) && nphdr &&
+	    (segs = calloc(nphdr, sizeof(*segs)))) {
+		for (i = 0; i < nphdr; i++) {
+			GElf_Phdr ph;
+
+			if (gelf_getphdr(elf, (int)i, &ph) &&
+			    ph.p_type == PT_LOAD && ph.p_filesz)
+				segs[n++] = (struct load_seg){
+					ph.p_offset, ph.p_filesz, ph.p_vaddr};
+		}
+	}
+	if (!n) {
+		free(segs);
+		dwfl_end(dwfl);
+		o->bad = !!elf;
+		if (!elf)
+			goto retry;
+		return false;
+	}
+	o->dwfl = dwfl;
+	o->mod = mod;
+	o->segs = segs;
+	o->nsegs = n;
+	o->retry_ns = 0;
+	sym->ndwfls++;
+	lru_touch(sym, &o->lru);
+	return true;
+retry:
+	free(file_name);
+	o->retry_ns = now_ns() + OBJ_RETRY_NS;
+	return false;
+}
+
+
+static const struct mapping *old_mapping_at(const struct mapping *maps,
+					    size_t n, uint64_t start)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (maps[mid].start < start)
+			lo = mid + 1;
+		else if (maps[mid].start > start)
+			hi = mid;
+		else
+			return &maps[mid];
+	}
+	return NULL;
 }
 
 static int parse_maps(struct proc *p, char *buf)
 {
 	struct mapping *maps = NULL, *nm;
+	const struct mapping *old;
 	size_t n = 0, cap = 0;
 	struct maps_entry *e;
 	char *line, *nl;
@@ -634,15 +943,25 @@ static int parse_maps(struct proc *p, char *buf)
 			}
 			maps = nm;
 		}
+		memset(&maps[n], 0, sizeof(maps[n]));
 		maps[n].start = e->start;
 		maps[n].end = e->end;
 		maps[n].pgoff = e->offset;
 		maps[n].ino = e->inode;
-		maps[n].module = NULL;
+		maps[n].dev = makedev(e->dev_major, e->dev_minor);
 		if (e->path[0] == '/' || !strcmp(e->path, "[vdso]")) {
 			base = path_basename(e->path, &len);
 			maps[n].module = pool_intern(&p->strs, base, len);
 		}
+		if (e->path[0] == '/')
+			maps[n].path =
+				pool_intern(&p->strs, e->path, strlen(e->path));
+		/* Still the same file: keep what we found out about it. */
+		old = old_mapping_at(p->maps, p->nmaps, e->start);
+		if (old && old->obj && old->end == e->end &&
+		    old->dev == maps[n].dev && old->ino == e->inode &&
+		    old->path == maps[n].path)
+			maps[n].obj = old->obj;
 		n++;
 	}
 	free(e);
@@ -652,8 +971,8 @@ static int parse_maps(struct proc *p, char *buf)
 	return 0;
 }
 
-/* Re-read /proc/PID/maps; only re-report to libdwfl when it changed. */
-static int proc_refresh(struct proc *p)
+/* Re-read /proc/PID/maps; only re-parse it when it changed. */
+static int proc_refresh(struct symbolizer *sym, struct proc *p)
 {
 	char path[64], *buf;
 	size_t len;
@@ -676,15 +995,8 @@ static int proc_refresh(struct proc *p)
 	p->maps_hash = h;
 	p->have_maps = true;
 	p->gen++;
-
-	/*
-	 * A failure here means the process is exiting; the mappings we just
-	 * parsed still give module+offset, so it is not an error.
-	 */
-	dwfl_report_begin(p->dwfl);
-	dwfl_linux_proc_report(p->dwfl, p->pid);
-	dwfl_report_end(p->dwfl, module_removed, NULL);
-	dwfl_getmodules(p->dwfl, module_adopt, p, 0);
+	/* An exec may have moved the vdso. */
+	proc_close_dwfl(sym, p);
 	return 0;
 }
 
@@ -727,12 +1039,9 @@ static int read_status(struct proc *p)
 	return 0;
 }
 
-static void proc_free(struct proc *p)
+static void proc_free(struct symbolizer *sym, struct proc *p)
 {
-	if (p->dwfl) {
-		dwfl_getmodules(p->dwfl, module_release, NULL, 0);
-		dwfl_end(p->dwfl);
-	}
+	proc_close_dwfl(sym, p);
 	free(p->maps);
 	free(p->cache);
 	free(p->perf);
@@ -741,7 +1050,7 @@ static void proc_free(struct proc *p)
 	free(p);
 }
 
-static int proc_new(pid_t pid, struct proc **out)
+static int proc_new(struct symbolizer *sym, pid_t pid, struct proc **out)
 {
 	struct stat a, b;
 	char path[64];
@@ -760,22 +1069,17 @@ static int proc_new(pid_t pid, struct proc **out)
 	/* Same root: plain paths keep debuglink lookups simple. */
 	p->same_root = !stat(path, &a) && !stat("/", &b) &&
 		       a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-	p->dwfl = dwfl_begin(&dwfl_callbacks);
-	if (!p->dwfl) {
-		err = -ENOMEM;
-		goto fail;
-	}
-	err = proc_refresh(p);
+	err = proc_refresh(sym, p);
 	if (err)
 		goto fail;
 	*out = p;
 	return 0;
 fail:
-	proc_free(p);
+	proc_free(sym, p);
 	return err;
 }
 
-static const struct mapping *find_mapping(const struct proc *p, uint64_t addr)
+static struct mapping *find_mapping(const struct proc *p, uint64_t addr)
 {
 	size_t lo = 0, hi = p->nmaps;
 
@@ -823,7 +1127,7 @@ static int mod_sym_cmp(const void *a, const void *b)
  * dwfl_module_addrinfo scans the whole symbol table per call; a sorted
  * copy of the function symbols makes each lookup a binary search.
  */
-static void load_mod_syms(Dwfl_Module *mod, struct mod_info *mi)
+static void load_mod_syms(Dwfl_Module *mod, struct mod_index *mi)
 {
 	struct mod_sym *syms;
 	size_t n = 0, i, out;
@@ -872,7 +1176,7 @@ static void load_mod_syms(Dwfl_Module *mod, struct mod_info *mi)
 	mi->nsyms = out;
 }
 
-static struct mod_sym *find_mod_sym(struct mod_info *mi, uint64_t addr)
+static struct mod_sym *find_mod_sym(struct mod_index *mi, uint64_t addr)
 {
 	size_t lo = 0, hi = mi->nsyms;
 	struct mod_sym *s;
@@ -905,7 +1209,7 @@ static int cu_range_cmp(const void *a, const void *b)
  * libdw before 0.191 finds a CU only through .debug_aranges, which clang
  * does not emit by default; index the CUs' own ranges instead.
  */
-static void load_cu_ranges(Dwarf *dw, struct mod_info *mi)
+static void load_cu_ranges(Dwarf *dw, struct mod_index *mi)
 {
 	struct cu_range *cus = NULL, *ncus;
 	size_t n = 0, cap = 0;
@@ -943,7 +1247,7 @@ out:
 	mi->ncus = n;
 }
 
-static Dwarf_Line *getsrc_by_cu(Dwfl_Module *mod, struct mod_info *mi,
+static Dwarf_Line *getsrc_by_cu(Dwfl_Module *mod, struct mod_index *mi,
 				uint64_t addr)
 {
 	size_t lo = 0, hi;
@@ -972,11 +1276,11 @@ static Dwarf_Line *getsrc_by_cu(Dwfl_Module *mod, struct mod_info *mi,
 	return dwarf_getsrc_die(&cudie, addr);
 }
 
-static void resolve_elf(struct proc *p, uint64_t addr, struct sym_info *info)
+/* Function and source line of addr (a module address) in mod. */
+static void resolve_module(struct symbolizer *sym, Dwfl_Module *mod,
+			   struct mod_index *mi, uint64_t addr,
+			   struct sym_info *info)
 {
-	Dwfl_Module *mod = dwfl_addrmodule(p->dwfl, addr);
-	void **userdata;
-	struct mod_info *mi;
 	struct mod_sym *s;
 	Dwfl_Line *line;
 	Dwarf_Line *dline;
@@ -984,19 +1288,13 @@ static void resolve_elf(struct proc *p, uint64_t addr, struct sym_info *info)
 	size_t len;
 	int lineno = 0;
 
-	if (!mod)
-		return;
-	dwfl_module_info(mod, &userdata, NULL, NULL, NULL, NULL, NULL, NULL);
-	mi = *userdata;
-	if (!mi)
-		return;
 	if (!mi->syms_loaded)
 		load_mod_syms(mod, mi);
 	s = find_mod_sym(mi, addr);
 	if (s) {
 		if (!s->clean)
-			s->clean = clean_name(&p->strs, s->raw, strlen(s->raw),
-					      true);
+			s->clean = clean_name(&sym->strs, s->raw,
+					      strlen(s->raw), true);
 		info->func = s->clean;
 	}
 	line = dwfl_module_getsrc(mod, addr);
@@ -1010,9 +1308,121 @@ static void resolve_elf(struct proc *p, uint64_t addr, struct sym_info *info)
 	}
 	if (src) {
 		base = path_basename(src, &len);
-		info->file = pool_intern(&p->strs, base, len);
+		info->file = pool_intern(&sym->strs, base, len);
 		info->line = lineno;
 	}
+}
+
+static uint64_t gcache_hash(uint32_t id, uint64_t off)
+{
+	return hash_u64(off ^ ((uint64_t)id << 47) ^ ((uint64_t)id << 11));
+}
+
+/* The entry for (id, off), or the empty slot where it would go. */
+static struct gslot *gcache_slot(struct symbolizer *sym, uint32_t id,
+				 uint64_t off)
+{
+	size_t i, mask = sym->gcache_cap - 1;
+
+	if (!sym->gcache_cap)
+		return NULL;
+	for (i = gcache_hash(id, off) & mask; sym->gcache[i].obj_id;
+	     i = (i + 1) & mask)
+		if (sym->gcache[i].obj_id == id && sym->gcache[i].off == off)
+			break;
+	return &sym->gcache[i];
+}
+
+static void gcache_insert(struct symbolizer *sym, uint32_t id, uint64_t off,
+			  const struct sym_info *info)
+{
+	struct gslot *s;
+	size_t i;
+
+	if ((sym->gcache_n + 1) * 4 >= sym->gcache_cap * 3) {
+		size_t cap = sym->gcache_cap ? sym->gcache_cap * 2 : 4096;
+		struct gslot *old = sym->gcache, *ns;
+		size_t old_cap = sym->gcache_cap;
+
+		/* Full: the pid+ip caches still remember it. */
+		if (cap > GCACHE_MAX || !(ns = calloc(cap, sizeof(*ns))))
+			return;
+		sym->gcache = ns;
+		sym->gcache_cap = cap;
+		for (i = 0; i < old_cap; i++)
+			if (old[i].obj_id)
+				*gcache_slot(sym, old[i].obj_id, old[i].off) =
+					old[i];
+		free(old);
+	}
+	s = gcache_slot(sym, id, off);
+	if (!s->obj_id)
+		sym->gcache_n++;
+	*s = (struct gslot){.off = off,
+			    .obj_id = id,
+			    .line = info->line,
+			    .func = info->func,
+			    .file = info->file};
+}
+
+/* off is addr's offset in m's file. */
+static void resolve_file(struct symbolizer *sym, struct proc *p,
+			 struct mapping *m, uint64_t off, struct sym_info *info)
+{
+	struct obj *o = mapping_obj(sym, p, m);
+	struct gslot *g;
+	size_t i;
+
+	if (!o || o->bad)
+		return;
+	g = gcache_slot(sym, o->id, off);
+	if (g && g->obj_id) {
+		sym->hits++;
+		info->func = g->func;
+		info->file = g->file;
+		info->line = g->line;
+		return;
+	}
+	sym->misses++;
+	if (!obj_open(sym, o, p, m))
+		return;
+	for (i = 0; i < o->nsegs; i++) {
+		const struct load_seg *s = &o->segs[i];
+
+		if (off - s->offset < s->filesz) {
+			resolve_module(sym, o->mod, &o->idx,
+				       off - s->offset + s->vaddr + o->bias,
+				       info);
+			break;
+		}
+	}
+	gcache_insert(sym, o->id, off, info);
+}
+
+/* The vdso has no file: a per-process Dwfl reads it from memory. */
+static void resolve_vdso(struct symbolizer *sym, struct proc *p,
+			 const struct mapping *m, uint64_t addr,
+			 struct sym_info *info)
+{
+	Dwfl_Module *mod;
+	char name[64];
+
+	sym->misses++;
+	if (!p->dwfl) {
+		dwfl_make_room(sym);
+		p->dwfl = dwfl_begin(&vdso_callbacks);
+		if (!p->dwfl)
+			return;
+		snprintf(name, sizeof(name), "[vdso: %d]", (int)p->pid);
+		dwfl_report_begin(p->dwfl);
+		dwfl_report_module(p->dwfl, name, m->start, m->end);
+		dwfl_report_end(p->dwfl, NULL, NULL);
+		sym->ndwfls++;
+	}
+	lru_touch(sym, &p->lru);
+	mod = dwfl_addrmodule(p->dwfl, addr);
+	if (mod)
+		resolve_module(sym, mod, &p->vdso_idx, addr, info);
 }
 
 static int parse_hex(const char **pp, uint64_t *out)
@@ -1280,18 +1690,19 @@ static bool may_refresh(struct proc *p)
 }
 
 /* Returns whether addr fell outside every mapping we know of. */
-static bool resolve_uncached(struct proc *p, uint64_t ip, struct sym_info *info)
+static bool resolve_uncached(struct symbolizer *sym, struct proc *p,
+			     uint64_t ip, struct sym_info *info)
 {
 	/* The call instruction, not the one after it (which may be a new line).
 	 */
 	uint64_t addr = ip ? ip - 1 : 0;
-	const struct mapping *m = find_mapping(p, addr);
+	struct mapping *m = find_mapping(p, addr);
 
 	/* Outside everything we know: maybe a new dlopen or JIT region. */
 	if (!m && may_refresh(p)) {
 		if (p->refresh_tokens-- == REFRESH_BURST)
 			p->refill_ns = now_ns();
-		if (!proc_refresh(p))
+		if (!proc_refresh(sym, p))
 			m = find_mapping(p, addr);
 	}
 	memset(info, 0, sizeof(*info));
@@ -1299,7 +1710,10 @@ static bool resolve_uncached(struct proc *p, uint64_t ip, struct sym_info *info)
 		info->module = m->module;
 		info->offset = ip - m->start + m->pgoff;
 	}
-	resolve_elf(p, addr, info);
+	if (m && m->path)
+		resolve_file(sym, p, m, addr - m->start + m->pgoff, info);
+	else if (m && m->module)
+		resolve_vdso(sym, p, m, addr, info);
 	if (!info->func)
 		resolve_perf(p, addr, info);
 	return !m;
@@ -1324,7 +1738,7 @@ static struct slot *cache_insert(struct proc *p, uint64_t ip)
 	size_t i;
 
 	if ((p->cache_n + 1) * 4 >= p->cache_cap * 3) {
-		size_t cap = p->cache_cap ? p->cache_cap * 2 : 1024;
+		size_t cap = p->cache_cap ? p->cache_cap * 2 : SLOTS_MIN;
 		struct slot *old = p->cache, *ns;
 		size_t old_cap = p->cache_cap;
 
@@ -1363,6 +1777,7 @@ int symbolizer_new(struct symbolizer **out)
 
 	if (!sym)
 		return -ENOMEM;
+	sym->lru.prev = sym->lru.next = &sym->lru;
 	*out = sym;
 	return 0;
 }
@@ -1384,7 +1799,7 @@ int symbolizer_resolve(struct symbolizer *sym, pid_t pid, uint64_t ip,
 	pp = proc_link(sym, pid);
 	p = *pp;
 	if (!p) {
-		err = proc_new(pid, &p);
+		err = proc_new(sym, pid, &p);
 		if (err)
 			return err;
 		*pp = p;
@@ -1393,10 +1808,11 @@ int symbolizer_resolve(struct symbolizer *sym, pid_t pid, uint64_t ip,
 	if (s && s->used &&
 	    (s->info.func ||
 	     (s->gen == p->gen && !(s->unmapped && may_refresh(p))))) {
+		sym->hits++;
 		*out = s->info;
 		return 0;
 	}
-	unmapped = resolve_uncached(p, ip, &info);
+	unmapped = resolve_uncached(sym, p, ip, &info);
 	s = cache_insert(p, ip);
 	if (s) {
 		s->info = info;
@@ -1418,21 +1834,42 @@ void symbolizer_forget(struct symbolizer *sym, pid_t pid)
 	if (!p)
 		return;
 	*pp = p->next;
-	proc_free(p);
+	proc_free(sym, p);
+}
+
+void symbolizer_stats(const struct symbolizer *sym,
+		      struct symbolizer_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!sym)
+		return;
+	out->hits = sym->hits;
+	out->misses = sym->misses;
+	out->dwfls = sym->ndwfls;
 }
 
 void symbolizer_free(struct symbolizer *sym)
 {
-	struct proc *p, *next;
+	struct proc *p, *pnext;
+	struct obj *o, *onext;
 	size_t i;
 
 	if (!sym)
 		return;
 	for (i = 0; i < PROC_BUCKETS; i++) {
-		for (p = sym->buckets[i]; p; p = next) {
-			next = p->next;
-			proc_free(p);
+		for (p = sym->buckets[i]; p; p = pnext) {
+			pnext = p->next;
+			proc_free(sym, p);
 		}
 	}
+	for (i = 0; i < OBJ_BUCKETS; i++) {
+		for (o = sym->objs[i]; o; o = onext) {
+			onext = o->next;
+			obj_close(sym, o);
+			free(o);
+		}
+	}
+	free(sym->gcache);
+	pool_free(&sym->strs);
 	free(sym);
 }

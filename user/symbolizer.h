@@ -1,8 +1,10 @@
 /*
  * Symbolization of user addresses: elfutils libdwfl for ELF executables and
  * shared libraries (PIE or not, separate debug files, C++ demangling), and
- * /tmp/perf-PID.map for JIT and interpreter frames. One cache per process,
- * dropped when the process's mappings change.
+ * /tmp/perf-PID.map for JIT and interpreter frames. Results are cached per
+ * (file, offset), so every process mapping the same file shares them, and
+ * per pid+ip; files' ELF/DWARF handles are shared too, a bounded number at
+ * a time.
  */
 #ifndef MEMTOP_SYMBOLIZER_H
 #define MEMTOP_SYMBOLIZER_H
@@ -25,13 +27,24 @@ int symbolizer_new(struct symbolizer **out);
 /*
  * Resolve ip, a return address, in process pid (the call site ip-1 is what
  * is looked up). Strings stay valid until symbolizer_forget(pid) or
- * symbolizer_free(). Returns 0, or -errno when pid cannot be inspected; an
+ * symbolizer_free() (func and file until symbolizer_free()). Returns 0, or -errno when pid cannot be inspected; an
  * unknown ip is not an error (func NULL).
  */
 int symbolizer_resolve(struct symbolizer *sym, pid_t pid, uint64_t ip,
 		       struct sym_info *out);
 /* Drop pid's cache, e.g. after it exec'd or exited. */
 void symbolizer_forget(struct symbolizer *sym, pid_t pid);
+
+struct symbolizer_stats {
+	/* Lookups answered from a cache (the pid's or the per-file one). */
+	uint64_t hits;
+	/* Lookups that needed a Dwfl (a file's, or a process's vdso). */
+	uint64_t misses;
+	int dwfls; /* Dwfl objects live now (bounded) */
+};
+
+void symbolizer_stats(const struct symbolizer *sym,
+		      struct symbolizer_stats *out);
 void symbolizer_free(struct symbolizer *sym);
 
 /*

@@ -639,6 +639,12 @@ static int attach_target(struct tracer *t, pid_t pid)
 			pid);
 		return -ENOENT;
 	}
+	if (!total && !t->global && t->opts.nlibs) {
+		fprintf(stderr,
+			"memtop: pid %d: neither its mappings nor the --lib files define allocator functions to probe\n",
+			pid);
+		return -ENOENT;
+	}
 	if (!total && !t->global) {
 		fprintf(stderr,
 			"memtop: pid %d maps no allocator library to probe (a static binary? use --lib PATH)\n",
