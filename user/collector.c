@@ -191,6 +191,20 @@ static bool hist_suspect(const struct history *h, int window)
 	       h->val[h->n - 1] > h->val[h->n - 1 - steps];
 }
 
+/*
+ * Names come from the target's files (symbols, source paths, module names):
+ * a control character in one must not reach a terminal or split a CSV line.
+ */
+static char *clean_dup(const char *s)
+{
+	char *d = strdup(s);
+
+	for (char *p = d; p && *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	return d;
+}
+
 static char *fmt_unknown(const struct sym_info *si, uint64_t ip)
 {
 	char buf[512];
@@ -200,7 +214,7 @@ static char *fmt_unknown(const struct sym_info *si, uint64_t ip)
 			 si->offset);
 	else
 		snprintf(buf, sizeof(buf), "[unknown 0x%" PRIx64 "]", ip);
-	return strdup(buf);
+	return clean_dup(buf);
 }
 
 static int site_resolve(struct collector *c, struct site_state *s)
@@ -228,7 +242,8 @@ static int site_resolve(struct collector *c, struct site_state *s)
 		char loc[512];
 
 		f->ip = st->ips[i];
-		f->func = ok && si.func ? strdup(si.func) : fmt_unknown(ok ? &si : NULL, f->ip);
+		f->func = ok && si.func ? clean_dup(si.func)
+					: fmt_unknown(ok ? &si : NULL, f->ip);
 		if (ok && si.file && si.line)
 			snprintf(loc, sizeof(loc), "%s:%d", si.file, si.line);
 		else if (ok && si.module)
@@ -236,8 +251,8 @@ static int site_resolve(struct collector *c, struct site_state *s)
 				 si.module, si.offset);
 		else
 			snprintf(loc, sizeof(loc), "[unknown]");
-		f->location = strdup(loc);
-		f->module = strdup(ok && si.module ? si.module : "");
+		f->location = clean_dup(loc);
+		f->module = clean_dup(ok && si.module ? si.module : "");
 		if (!f->func || !f->location || !f->module)
 			return -ENOMEM;
 		s->nframes = i + 1;
