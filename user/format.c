@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 #include <linux/types.h> /* memtop.h, reached through snapshot.h, needs __u32 */
 #include "snapshot.h"
 #include "views.h"
@@ -232,4 +233,20 @@ void snapshot_sort_sites(struct snap_site *sites, int n, enum sort_field f,
 	if (!sites || n < 2)
 		return;
 	qsort_r(sites, (size_t)n, sizeof(*sites), cmp_sites, &c);
+}
+
+int views_write_all(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
 }

@@ -95,22 +95,6 @@ static void csv_rate(FILE *f, double v)
 		fprintf(f, "%.3f", v);
 }
 
-static int write_all(int fd, const char *buf, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /*
  * Write one complete chunk. When a write fails half-way, cut our own file
  * back to the last complete sample so no reader ever sees a partial row,
@@ -118,7 +102,7 @@ static int write_all(int fd, const char *buf, size_t len)
  */
 static int csv_emit(struct csv_writer *w, const char *buf, size_t len)
 {
-	int err = write_all(w->fd, buf, len);
+	int err = views_write_all(w->fd, buf, len);
 
 	if (!w->own)
 		return err;

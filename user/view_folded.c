@@ -74,22 +74,6 @@ static void folded_line(FILE *m, const struct snapshot *s,
 	fprintf(m, " %" PRId64 "\n", st->outstanding_bytes);
 }
 
-static int write_all(int fd, const char *buf, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int folded_write(const char *path, const struct snapshot *s)
 {
 	char *buf = NULL;
@@ -113,7 +97,7 @@ int folded_write(const char *path, const struct snapshot *s)
 	}
 	if (strcmp(path, "-") == 0) {
 		fflush(stdout);
-		err = write_all(STDOUT_FILENO, buf, len);
+		err = views_write_all(STDOUT_FILENO, buf, len);
 		free(buf);
 		return err;
 	}
@@ -124,7 +108,7 @@ int folded_write(const char *path, const struct snapshot *s)
 		free(buf);
 		return err;
 	}
-	err = write_all(fd, buf, len);
+	err = views_write_all(fd, buf, len);
 	free(buf);
 	if (close(fd) < 0 && !err)
 		err = -errno;

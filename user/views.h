@@ -58,6 +58,9 @@ struct tui_opts {
 int view_tui_run(struct collector *c, const struct tui_source *src,
 		 const struct tui_opts *o, volatile sig_atomic_t *stop);
 
+/* write(2) all of buf, retrying short writes; 0 or -errno. */
+int views_write_all(int fd, const char *buf, size_t len);
+
 /* Human byte units: "1.5 MiB". unit: 0 auto, 1 B, 2 KiB, 3 MiB, 4 GiB. */
 char *fmt_bytes(char *buf, size_t len, double bytes, int unit);
 /* ISO 8601 UTC with milliseconds: 2026-11-21T13:45:01.250Z */
