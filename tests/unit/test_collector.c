@@ -19,30 +19,7 @@
 #include "sample.h"
 #include "snapshot.h"
 
-static int failures, checks;
-
-static void check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	checks++;
-	if (!ok)
-		failures++;
-	printf("%s - ", ok ? "ok" : "FAIL");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-}
-
-static void check_str(const char *got, const char *want, const char *what)
-{
-	if (got && want && !strcmp(got, want))
-		check(1, "%s: \"%s\"", what, want);
-	else
-		check(0, "%s: got \"%s\", want \"%s\"", what,
-		      got ? got : "(null)", want);
-}
+#include "check.h"
 
 static void check_i64(int64_t got, int64_t want, const char *what)
 {
