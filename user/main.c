@@ -176,6 +176,16 @@ static int app_refresh(void *ctx, const struct snapshot **out)
 		}
 	}
 	if (a->cfg.has_uid || a->cfg.comm) {
+		/* Filtered-out processes never reach the model: drop the dead
+		 * ones from the maps here, or they would fill up. */
+		for (size_t i = 0; i < a->raw.nprocs; i++) {
+			const struct raw_proc *p = &a->raw.procs[i];
+
+			if (!p->alive && !keep_proc(&a->cfg, p)) {
+				tracer_forget(a->tracer, p->tgid);
+				symbolizer_forget(a->sym, (pid_t)p->tgid);
+			}
+		}
 		err = sample_filter(&a->raw, keep_proc, &a->cfg);
 		if (err)
 			return err;
