@@ -74,11 +74,11 @@ char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
  * Live Dwfls (one per file being resolved, one per process whose vdso is):
  * each holds an ELF, maybe DWARF, and our indexes of them.
  */
-#define DWFL_MAX 24
-/* A file that could not be opened from one process may be from another. */
+#define DWFL_MAX 32
+/* A process that could not open a file may retry only after this. */
 #define OBJ_RETRY_NS (1000ull * 1000 * 1000)
 /* Entries of the (file, offset) cache: 40 bytes each. */
-#define GCACHE_MAX (4u << 20)
+#define GCACHE_MAX (1u << 20)
 #define SLOTS_MIN  64
 #define POOL_CHUNK 4096
 
@@ -154,8 +154,11 @@ struct obj {
 	size_t nsegs;
 	struct mod_index idx;
 	struct lru lru;
-	bool bad;	    /* not an ELF file: libdwfl would never help */
-	uint64_t retry_ns; /* open failed: not before then */
+	bool bad; /* not an ELF file: libdwfl would never help */
+	/* Could not be opened from retry_pid: not from it before retry_ns
+	 * (another process, e.g. in another container, may succeed). */
+	pid_t retry_pid;
+	uint64_t retry_ns;
 };
 
 /* (file, offset) -> names: what makes a process's first lookup cheap. */
@@ -733,18 +736,19 @@ static void dwfl_make_room(struct symbolizer *sym)
 		struct lru *n = sym->lru.prev;
 
 		if (n->is_obj)
-			obj_close(sym, (struct obj *)((char *)n -
-						      offsetof(struct obj, lru)));
+			obj_close(sym,
+				  (struct obj *)((char *)n -
+						 offsetof(struct obj, lru)));
 		else
-			proc_close_dwfl(sym,
-					(struct proc *)((char *)n -
-							offsetof(struct proc,
-								 lru)));
+			proc_close_dwfl(
+				sym,
+				(struct proc *)((char *)n -
+						offsetof(struct proc, lru)));
 	}
 }
 
-static uint64_t obj_hash(uint64_t dev, uint64_t ino, uint64_t size,
-			 int64_t sec, int64_t nsec)
+static uint64_t obj_hash(uint64_t dev, uint64_t ino, uint64_t size, int64_t sec,
+			 int64_t nsec)
 {
 	return hash_u64(hash_u64(dev ^ hash_u64(ino)) ^ size ^
 			hash_u64((uint64_t)sec ^ ((uint64_t)nsec << 32)));
@@ -827,7 +831,7 @@ static bool obj_open(struct symbolizer *sym, struct obj *o,
 		lru_touch(sym, &o->lru);
 		return true;
 	}
-	if (o->bad || (o->retry_ns && now_ns() < o->retry_ns))
+	if (o->bad || (o->retry_pid == p->pid && now_ns() < o->retry_ns))
 		return false;
 	fd = open_mapped(p, m, &file_name);
 	/* Not the file we identified (replaced meanwhile): try later. */
@@ -884,16 +888,16 @@ static bool obj_open(struct symbolizer *sym, struct obj *o,
 	o->mod = mod;
 	o->segs = segs;
 	o->nsegs = n;
-	o->retry_ns = 0;
+	o->retry_pid = 0;
 	sym->ndwfls++;
 	lru_touch(sym, &o->lru);
 	return true;
 retry:
 	free(file_name);
+	o->retry_pid = p->pid;
 	o->retry_ns = now_ns() + OBJ_RETRY_NS;
 	return false;
 }
-
 
 static const struct mapping *old_mapping_at(const struct mapping *maps,
 					    size_t n, uint64_t start)

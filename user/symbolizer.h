@@ -27,8 +27,9 @@ int symbolizer_new(struct symbolizer **out);
 /*
  * Resolve ip, a return address, in process pid (the call site ip-1 is what
  * is looked up). Strings stay valid until symbolizer_forget(pid) or
- * symbolizer_free() (func and file until symbolizer_free()). Returns 0, or -errno when pid cannot be inspected; an
- * unknown ip is not an error (func NULL).
+ * symbolizer_free() (func and file until symbolizer_free()). Returns 0,
+ * or -errno when pid cannot be inspected; an unknown ip is not an error
+ * (func NULL).
  */
 int symbolizer_resolve(struct symbolizer *sym, pid_t pid, uint64_t ip,
 		       struct sym_info *out);

@@ -2,10 +2,14 @@
  * Unit test for user/symbolizer.c: symbolizes addresses in this very
  * process (our own PIE code with DWARF, libc, unmapped and anonymous
  * memory, a perf map with mangled C++ names), checks error returns, the
- * perf-map line parser against good and hostile input, and that 50k
- * distinct addresses resolve quickly. Needs no root.
+ * perf-map line parser against good and hostile input, that 50k
+ * distinct addresses resolve quickly, that processes mapping the same file
+ * share its results (forked children: cache hits, no new Dwfl), that a
+ * file rewritten in place is not mistaken for its old self, the vdso, and
+ * that no file descriptor outlives the symbolizer. Needs no root.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -13,8 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -348,9 +354,226 @@ static void test_many(struct symbolizer *sym)
 	      secs, named);
 }
 
+static pid_t sleeping_child(void)
+{
+	pid_t child = fork();
+
+	if (child == 0) {
+		pause();
+		_exit(0);
+	}
+	return child;
+}
+
+static void reap(pid_t child)
+{
+	int status;
+
+	kill(child, SIGKILL);
+	waitpid(child, &status, 0);
+}
+
+/* Two processes of the same binary: the second lookup is a cache hit. */
+static void test_shared(struct symbolizer *sym)
+{
+	uint64_t own = caller_for_test(),
+		 libc = (uint64_t)(uintptr_t)&malloc + 1;
+	struct symbolizer_stats s0, s1, s2;
+	struct sym_info a, b, c, d;
+	pid_t child = sleeping_child(), kids[8];
+	int err, i, n = 0;
+
+	if (child < 0) {
+		CHECK(0, "fork");
+		return;
+	}
+	err = symbolizer_resolve(sym, getpid(), own, &a);
+	err |= symbolizer_resolve(sym, getpid(), libc, &c);
+	symbolizer_stats(sym, &s0);
+	/* Our maps as of the fork: the child's addresses are ours. */
+	err |= symbolizer_resolve(sym, child, own, &b);
+	symbolizer_stats(sym, &s1);
+	err |= symbolizer_resolve(sym, child, libc, &d);
+	symbolizer_stats(sym, &s2);
+	printf("shared: child %d -> %s %s:%d %s+%#" PRIx64 "; hits %" PRIu64
+	       " -> %" PRIu64 ", misses %" PRIu64 " -> %" PRIu64 ", dwfls %d\n",
+	       (int)child, str(b.func), str(b.file), b.line, str(b.module),
+	       b.offset, s0.hits, s2.hits, s0.misses, s2.misses, s2.dwfls);
+	CHECK(err == 0 && streq(b.func, "caller_for_test") &&
+		      a.func == b.func && a.file == b.file &&
+		      a.line == b.line && streq(a.module, b.module) &&
+		      a.offset == b.offset,
+	      "same binary in another process: same names");
+	CHECK(s1.hits == s0.hits + 1 && s1.misses == s0.misses,
+	      "the other process's lookup is a cache hit, not a miss");
+	CHECK(c.func && c.func == d.func && s2.hits == s1.hits + 1 &&
+		      s2.misses == s1.misses,
+	      "libc in the other process: cache hit (%s)", str(d.func));
+	CHECK(s2.dwfls == s0.dwfls, "no Dwfl created for the other process");
+
+	/* More processes: no more misses and no more Dwfls. */
+	for (i = 0; i < 8; i++) {
+		kids[i] = sleeping_child();
+		if (kids[i] > 0 && !symbolizer_resolve(sym, kids[i], own, &b) &&
+		    !symbolizer_resolve(sym, kids[i], libc, &d) &&
+		    b.func == a.func && d.func == c.func)
+			n++;
+	}
+	symbolizer_stats(sym, &s1);
+	CHECK(n == 8 && s1.misses == s2.misses && s1.dwfls == s2.dwfls,
+	      "8 more processes: %d resolved, misses +%" PRIu64
+	      ", dwfls %d -> %d",
+	      n, s1.misses - s2.misses, s2.dwfls, s1.dwfls);
+	for (i = 0; i < 8; i++) {
+		if (kids[i] > 0) {
+			symbolizer_forget(sym, kids[i]);
+			reap(kids[i]);
+		}
+	}
+	symbolizer_forget(sym, child);
+	reap(child);
+	/* Forgetting processes keeps what was learnt about their files. */
+	child = sleeping_child();
+	symbolizer_stats(sym, &s1);
+	err = symbolizer_resolve(sym, child, own, &b);
+	symbolizer_stats(sym, &s2);
+	CHECK(err == 0 && b.func == a.func && s2.misses == s1.misses,
+	      "after forget, a new process still hits");
+	symbolizer_forget(sym, child);
+	reap(child);
+}
+
+static int copy_file(const char *from, const char *to, int flags)
+{
+	char buf[65536];
+	int in = open(from, O_RDONLY), out = open(to, O_WRONLY | flags, 0755);
+	ssize_t n;
+	int ok = in >= 0 && out >= 0;
+
+	while (ok && (n = read(in, buf, sizeof(buf))) > 0)
+		ok = write(out, buf, n) == n;
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	return ok ? 0 : -1;
+}
+
+static void *map_file(const char *path, size_t *len)
+{
+	struct stat st;
+	void *p;
+	int fd = open(path, O_RDONLY);
+
+	if (fd < 0 || fstat(fd, &st)) {
+		if (fd >= 0)
+			close(fd);
+		return MAP_FAILED;
+	}
+	*len = st.st_size;
+	p = mmap(NULL, *len, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+	close(fd);
+	return p;
+}
+
+/*
+ * Results are keyed by file, and the inode number alone does not make a
+ * file: one rewritten in place (as a freed inode reused by a rebuild would
+ * be) must be looked at again.
+ */
+static void test_rewritten_file(struct symbolizer *sym)
+{
+	char path[64], exe[4096], libc[4096];
+	uint64_t ip = caller_for_test(), off;
+	struct sym_info a, b;
+	struct stat st1, st2;
+	Dl_info dli;
+	size_t len;
+	char *map;
+	ssize_t n;
+
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	exe[n > 0 ? n : 0] = '\0';
+	if (!dladdr((void *)(uintptr_t)&malloc, &dli) || !dli.dli_fname ||
+	    !realpath(dli.dli_fname, libc) ||
+	    !dladdr((void *)(uintptr_t)ip, &dli) || !dli.dli_fbase) {
+		printf("skip rewritten-file test\n");
+		return;
+	}
+	/* As test_own_function checks, file offset == address - base. */
+	off = ip - (uint64_t)(uintptr_t)dli.dli_fbase;
+	snprintf(path, sizeof(path), "/tmp/memtop-symtest-%d", (int)getpid());
+	unlink(path);
+	if (copy_file(exe, path, O_CREAT | O_EXCL) ||
+	    (map = map_file(path, &len)) == MAP_FAILED) {
+		CHECK(0, "copy and map %s", path);
+		unlink(path);
+		return;
+	}
+	stat(path, &st1);
+	symbolizer_forget(sym, getpid());
+	symbolizer_resolve(sym, getpid(), (uint64_t)(uintptr_t)map + off, &a);
+	CHECK(streq(a.func, "caller_for_test"),
+	      "a copy of our binary mapped by hand: %s", str(a.func));
+	munmap(map, len);
+
+	/* Same inode, other contents: libc's code at that offset. */
+	usleep(20000);
+	if (copy_file(libc, path, O_TRUNC) ||
+	    (map = map_file(path, &len)) == MAP_FAILED || len <= off) {
+		CHECK(0, "rewrite and map %s", path);
+		unlink(path);
+		return;
+	}
+	stat(path, &st2);
+	symbolizer_forget(sym, getpid());
+	symbolizer_resolve(sym, getpid(), (uint64_t)(uintptr_t)map + off, &b);
+	printf("rewritten: inode %lu -> %lu: %s -> %s\n",
+	       (unsigned long)st1.st_ino, (unsigned long)st2.st_ino,
+	       str(a.func), str(b.func));
+	CHECK(st1.st_ino == st2.st_ino && !streq(b.func, "caller_for_test"),
+	      "the same inode rewritten is a new file (got %s)", str(b.func));
+	munmap(map, len);
+	unlink(path);
+	symbolizer_forget(sym, getpid());
+}
+
+static void test_vdso(struct symbolizer *sym)
+{
+	uint64_t base = getauxval(AT_SYSINFO_EHDR), ip;
+	struct sym_info info;
+	const char *found = NULL;
+
+	if (!base) {
+		printf("skip vdso test: no vdso\n");
+		return;
+	}
+	for (ip = base + 1; ip < base + 8192 && !found; ip += 8)
+		if (!symbolizer_resolve(sym, getpid(), ip, &info) &&
+		    info.func && streq(info.module, "[vdso]"))
+			found = info.func;
+	printf("vdso: %s\n", str(found));
+	CHECK(found && (strstr(found, "time") || strstr(found, "getcpu")),
+	      "an address in the vdso has a function: %s", str(found));
+}
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	while (d && readdir(d))
+		n++;
+	if (d)
+		closedir(d);
+	return n;
+}
+
 int main(void)
 {
+	struct symbolizer_stats st;
 	struct symbolizer *sym;
+	int fds = count_fds();
 
 	if (symbolizer_new(&sym)) {
 		printf("FAIL symbolizer_new\n");
@@ -363,7 +586,16 @@ int main(void)
 	test_parse_line();
 	test_perf_map(sym);
 	test_many(sym);
+	test_shared(sym);
+	test_rewritten_file(sym);
+	test_vdso(sym);
+	symbolizer_stats(sym, &st);
+	printf("stats: %" PRIu64 " hits, %" PRIu64 " misses, %d Dwfls\n",
+	       st.hits, st.misses, st.dwfls);
+	CHECK(st.dwfls > 0 && st.dwfls <= 64, "live Dwfls are bounded");
 	symbolizer_free(sym);
+	CHECK(count_fds() == fds, "no file descriptor left open (%d -> %d)",
+	      fds, count_fds());
 	printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
 	return failures ? 1 : 0;
 }
