@@ -243,11 +243,18 @@ static int run_batch(struct app *a)
 	long n = 0;
 	int err = 0;
 
+	double last = 0;
+
 	for (;;) {
 		next += a->cfg.interval_s;
 		wait_interval(next);
-		/* Signals and exits still get their final sample. */
+		/* Signals and exits still get their final sample, unless the
+		 * last one is under 5 ms old: samples are told apart by their
+		 * millisecond timestamps. */
+		if (stop_flag && n && now_s() - last < 0.005)
+			break;
 		err = app_refresh(a, &a->snap);
+		last = now_s();
 		if (err)
 			break;
 		if (a->cfg.batch) {
