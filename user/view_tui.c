@@ -607,6 +607,19 @@ static int ensure_idx(struct tui *t, int n)
 	return 0;
 }
 
+/* Put the selection on row found (or keep it), inside the rows, and
+ * remember what it points at for the next rebuild. */
+static void settle_sel(struct tui *t, int found)
+{
+	if (found >= 0)
+		t->sel = found;
+	if (t->sel >= t->nidx)
+		t->sel = t->nidx - 1;
+	if (t->sel < 0)
+		t->sel = 0;
+	remember_sel(t);
+}
+
 static int rebuild_procs(struct tui *t)
 {
 	int n, found = -1;
@@ -623,13 +636,7 @@ static int rebuild_procs(struct tui *t)
 	for (int i = 0; i < t->nidx && t->key.valid; i++)
 		if (p[t->idx[i]].pid == t->key.pid)
 			found = i;
-	if (found >= 0)
-		t->sel = found;
-	if (t->sel >= t->nidx)
-		t->sel = t->nidx - 1;
-	if (t->sel < 0)
-		t->sel = 0;
-	remember_sel(t);
+	settle_sel(t, found);
 	return 0;
 }
 
@@ -664,13 +671,7 @@ static int rebuild(struct tui *t)
 	}
 	if (found < 0)
 		found = by_func;
-	if (found >= 0)
-		t->sel = found;
-	if (t->sel >= t->nidx)
-		t->sel = t->nidx - 1;
-	if (t->sel < 0)
-		t->sel = 0;
-	remember_sel(t);
+	settle_sel(t, found);
 	return 0;
 }
 
