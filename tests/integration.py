@@ -489,6 +489,21 @@ def test_exit(ctx):
     verify(rows, w.pid, exp, require_global_last=True, notes=ctx.notes)
 
 
+def test_exec(ctx):
+    """The target execs itself: the old image's blocks are purged, the new
+    image is traced under the same pid, exactly."""
+    w = ctx.workload("gt_exec")
+    w.wait_ready()
+    m = ctx.start_memtop([w.pid])
+    m.wait_attached()
+    w.signal(signal.SIGUSR1)
+    exp = w.wait_done()
+    time.sleep(0.6)
+    m.stop()
+    rows = read_csv(m.csv_path)
+    verify(rows, w.pid, exp, notes=ctx.notes)
+
+
 VALGRIND_RE = re.compile(r"in use at exit: ([\d,]+) bytes in ([\d,]+) blocks")
 
 
@@ -537,6 +552,7 @@ TESTS = [
     ("static_path", simple_test("gt_static", lib_for=lambda w: w.path)),
     ("jemalloc", simple_test("gt_jemalloc", lib_for=jemalloc_lib)),
     ("exit", test_exit),
+    ("exec", test_exec),
     ("two_pids", test_two_pids),
     ("folded", test_folded),
     ("valgrind_basic", valgrind_test("gt_basic")),
