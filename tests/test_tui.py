@@ -480,6 +480,14 @@ def test_screen(ctx):
                       s.lines[s.heading + 1 + len(s.rows):-1]),
                   "stale lines after the rows:\n" + s.text)
 
+    # Very small terminals (issue 6): no crash, and a full redraw after.
+    for w, h in ((20, 5), (2, 2), (1, 1)):
+        t.resize(w, h)
+        time.sleep(0.5)
+    t.resize(80, 24)
+    t.wait(lambda s: len(s.lines) == 24 and s.lines[0].startswith("memtop")
+           and s.has_table(), "a redraw at 80x24 after 1x1")
+
     # q quits with status 0 and leaves a usable shell.
     t.keys("q")
     ctx.wait_exit(0)
