@@ -118,7 +118,7 @@ struct mt_inflight {
  * holding the GIL is, and the layout of the structures walked.
  */
 struct mt_py_proc {
-	__u64 tstate_ptr; /* address of _PyRuntime.gilstate.tstate_current */
+	__u64 tstate_ptr; /* where the GIL holder's tstate is: 3.11 gilstate.tstate_current, 3.12 the main interpreter's _gil.last_holder */
 	__u16 ts_thread_id; /* PyThreadState.thread_id (pthread_self) */
 	__u16 ts_cframe; /* PyThreadState.cframe, or .current_frame if cf_frame is NONE */
 	__u16 cf_frame; /* _PyCFrame.current_frame */

@@ -3,8 +3,8 @@
 
     MEMTOP=/abs/build/memtop python3 tests/test_python.py
 
-For each CPython found (Debian's /usr/bin/python3.11, pyenv 3.11 builds;
-PYTHONS="path ..." overrides), start tests/workloads/py_server.py, attach
+For each CPython found (Debian's /usr/bin/python3.11, pyenv 3.11 and 3.12
+builds; PYTHONS="path ..." overrides), start tests/workloads/py_server.py, attach
 memtop (-b -d 0.5 --csv F --csv-top 0), drive N loopback client
 connections, and compare the growth of the process's outstanding bytes
 over the driving window with the growth tracemalloc reports inside the
@@ -46,6 +46,9 @@ def interpreters():
         return os.environ["PYTHONS"].split()
     found = [p for p in ["/usr/bin/python3.11"] if os.access(p, os.X_OK)]
     found += sorted(glob.glob("/root/.pyenv/versions/3.11*/bin/python3.11"))
+    # CPython 3.12 (frames via the main interpreter's GIL last_holder):
+    # tested when present, silently absent otherwise.
+    found += sorted(glob.glob("/root/.pyenv/versions/3.12*/bin/python3.12"))
     return found
 
 
@@ -180,7 +183,7 @@ def main():
         return 1
     pys = interpreters()
     if not pys:
-        print("FAIL setup: no CPython 3.11 found (set PYTHONS)")
+        print("FAIL setup: no CPython 3.11/3.12 found (set PYTHONS)")
         return 1
     failed = []
     for py in pys:

@@ -10,9 +10,16 @@
  * (tstate_current->interp == _PyRuntime.interpreters.head); every code
  * object read must have PyCode_Type as its type. Otherwise the frames are
  * refused with a note and the stacks stay native: never wrong names.
- * Adding 3.12 is one more row (cframe still exists there; frames begin with
- * f_code and C-stack shim frames have owner 3, which the BPF side already
- * is a flag byte per frame: fr_flag = owner, flag_is_owner, owner_cstack 3).
+ * 3.12 (checked against a pyenv 3.12.1 libpython3.12.so, offsets from
+ * offsetof() on its internal headers): the current tstate moved to a
+ * thread-local (_Py_tss_tstate), which BPF cannot find from the ELF alone, so
+ * the row points the BPF side at the main interpreter's GIL instead:
+ * _PyRuntime._main_interpreter._gil.last_holder is the GIL holder's tstate
+ * while it holds it (the BPF side's thread_id check drops anything else).
+ * The live check for that row adds: the main interpreter's ceval.gil is that
+ * embedded _gil. cframe still exists there; frames begin with f_code and the
+ * per-frame flag byte is owner: C-stack shim frames (owner 3) are dropped and
+ * mark the end of an eval loop call's group.
  */
 #define _GNU_SOURCE /* process_vm_readv */
 #include <errno.h>
@@ -30,8 +37,11 @@
 
 struct py_layout {
 	unsigned major, minor;
-	uint16_t rt_tstate_current; /* _PyRuntime.gilstate.tstate_current */
+	uint32_t rt_tstate_current; /* _PyRuntime: where the GIL holder's tstate is */
 	uint16_t rt_interp_head; /* _PyRuntime.interpreters.head */
+	/* 3.12: _PyRuntime._main_interpreter.ceval.gil must hold the address
+	 * _PyRuntime + rt_main_gil (its own _gil); 0: no such check. */
+	uint32_t rt_main_gil_ptr, rt_main_gil;
 	uint16_t ts_interp, ts_thread_id, ts_cframe, cf_frame;
 	uint16_t fr_code, fr_previous, fr_prev_instr;
 	uint16_t fr_flag; /* the byte the BPF side keeps per frame */
@@ -54,7 +64,20 @@ static const struct py_layout layouts[] = {
 	  .co_linetable = 136, .co_firsttraceable = 168,
 	  .co_code_adaptive = 184,
 	  .str_ascii_hdr = 48, .str_compact_hdr = 72 },
-	/* 3.12: add its row here once checked against a 3.12 binary. */
+	/* CPython 3.12, x86_64 (offsetof() against pyenv 3.12.1's
+	 * include/python3.12/internal headers, -DPy_BUILD_CORE). The tstate is
+	 * _PyRuntime._main_interpreter (76392) ._gil (1040) .last_holder (8). */
+	{ .major = 3, .minor = 12,
+	  .rt_tstate_current = 77440, .rt_interp_head = 40,
+	  .rt_main_gil_ptr = 76392 + 384 /* .ceval.gil */,
+	  .rt_main_gil = 76392 + 1040 /* ._gil */,
+	  .ts_interp = 16, .ts_thread_id = 136, .ts_cframe = 56, .cf_frame = 0,
+	  .fr_code = 0, .fr_previous = 8, .fr_prev_instr = 56,
+	  .fr_flag = 70 /* owner */, .flag_is_owner = true, .owner_cstack = 3,
+	  .co_firstlineno = 68, .co_filename = 112, .co_qualname = 128,
+	  .co_linetable = 136, .co_firsttraceable = 176,
+	  .co_code_adaptive = 192,
+	  .str_ascii_hdr = 40, .str_compact_hdr = 56 },
 };
 
 #define NLAYOUTS (sizeof(layouts) / sizeof(layouts[0]))
@@ -296,7 +319,7 @@ int python_detect(pid_t pid, const char *path, uint64_t map_start,
 			lay = &layouts[i];
 	if (!lay) {
 		snprintf(note, notelen,
-			 "pid %d: CPython %u.%u: no frame layout for this version (3.11 is supported): native stacks only",
+			 "pid %d: CPython %u.%u: no frame layout for this version (3.11 and 3.12 are supported): native stacks only",
 			 pid, major, minor);
 		goto out;
 	}
@@ -318,7 +341,9 @@ int python_detect(pid_t pid, const char *path, uint64_t map_start,
 		if (!ts)
 			nanosleep(&d, NULL);
 	}
-	if (!head || (ts && rptr(pid, ts + lay->ts_interp) != head)) {
+	if (!head || (ts && rptr(pid, ts + lay->ts_interp) != head) ||
+	    (lay->rt_main_gil_ptr &&
+	     rptr(pid, rt + lay->rt_main_gil_ptr) != rt + lay->rt_main_gil)) {
 		snprintf(note, notelen,
 			 "pid %d: CPython %u.%u does not match memtop's layout for it (interpreter check failed): native stacks only",
 			 pid, major, minor);
