@@ -141,7 +141,8 @@ test: deps
 # The whole suite under ASan+UBSan, in its own build tree.
 asan:
 	$(Q)$(MAKE) BUILD=build/asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" \
-		OPTFLAGS="-O1 -g" unit-test integration-test tui-test reliability-test
+		OPTFLAGS="-O1 -g" unit-test integration-test tui-test reliability-test \
+		system-test python-test
 
 # libFuzzer targets (clang, ASan+UBSan), FUZZ_TIME seconds each.
 FUZZ_TIME ?= 20
