@@ -152,6 +152,13 @@ static struct site_state **tab_slot(struct collector *c,
 	return &c->tab[j];
 }
 
+bool collector_has_site(struct collector *c, uint32_t pid, uint64_t stack_id)
+{
+	struct mt_site_key k = { .tgid = pid, .stack_id = stack_id };
+
+	return *tab_slot(c, &k) != NULL;
+}
+
 static void hist_push(struct history *h, int64_t v, uint64_t t)
 {
 	if (h->n == SNAP_TREND) {

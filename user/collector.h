@@ -46,6 +46,12 @@ void collector_set_sort(struct collector *c, enum sort_field f, bool reverse);
 void collector_set_baseline(struct collector *c, bool on);
 /* Collapse sites by function (stacks that share frames[0].func). */
 void collector_set_collapse(struct collector *c, bool on);
+/*
+ * Does the model still hold this site? A row copied out of a snapshot keeps
+ * pointers to the site's names and frames, valid only while it does: sites
+ * go when their process is forgotten or the tracer reclaimed them.
+ */
+bool collector_has_site(struct collector *c, uint32_t pid, uint64_t stack_id);
 /* Drop a process and its sites (it exited and has been shown). */
 void collector_forget(struct collector *c, uint32_t pid);
 void collector_free(struct collector *c);

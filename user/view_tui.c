@@ -675,58 +675,58 @@ static int rebuild(struct tui *t)
 	return 0;
 }
 
+/* Copy n elements of src into *buf, growing it (and *cap) as needed. */
+static int copy_into(void **buf, int *cap, const void *src, int n, size_t elem)
+{
+	if (n > *cap) {
+		void *p = realloc(*buf, (size_t)n * elem);
+
+		if (!p)
+			return -ENOMEM;
+		*buf = p;
+		*cap = n;
+	}
+	if (n)
+		memcpy(*buf, src, (size_t)n * elem);
+	return 0;
+}
+
 static int freeze(struct tui *t)
 {
-	int n = t->snap ? t->snap->nsites : 0;
+	int ns = t->snap ? t->snap->nsites : 0;
+	int np = t->snap ? t->snap->nprocs : 0;
 
-	if (n > t->frozen_cap) {
-		struct snap_site *p =
-			realloc(t->frozen, (size_t)n * sizeof(*p));
-
-		if (!p)
-			return -ENOMEM;
-		t->frozen = p;
-		t->frozen_cap = n;
-	}
-	/* Names and frames point into the collector's sites, which live as
-	 * long as the collector: a shallow copy stays valid. */
-	if (n)
-		memcpy(t->frozen, t->snap->sites,
-		       (size_t)n * sizeof(*t->frozen));
-	t->nfrozen = n;
-	n = t->snap ? t->snap->nprocs : 0;
-	if (n > t->pfrozen_cap) {
-		struct snap_proc *p =
-			realloc(t->pfrozen, (size_t)n * sizeof(*p));
-
-		if (!p)
-			return -ENOMEM;
-		t->pfrozen = p;
-		t->pfrozen_cap = n;
-	}
-	if (n)
-		memcpy(t->pfrozen, t->snap->procs,
-		       (size_t)n * sizeof(*t->pfrozen));
-	t->npfrozen = n;
+	/* Names and frames point into the collector's sites: a shallow copy
+	 * stays valid while they do (drop_gone removes the rows that don't). */
+	if (copy_into((void **)&t->frozen, &t->frozen_cap,
+		      ns ? t->snap->sites : NULL, ns, sizeof(*t->frozen)) ||
+	    copy_into((void **)&t->pfrozen, &t->pfrozen_cap,
+		      np ? t->snap->procs : NULL, np, sizeof(*t->pfrozen)))
+		return -ENOMEM;
+	t->nfrozen = ns;
+	t->npfrozen = np;
 	return 0;
 }
 
 /*
- * The collector frees the sites of a process it forgets (one that exited
- * and has been shown): frozen rows and the stack screen point into them, so
- * rows of processes no longer in the snapshot go, and a drill-down into one
- * returns to the list.
+ * The collector frees a site when it forgets its process (one that exited
+ * and has been shown) or when the tracer reclaimed it (empty and idle):
+ * frozen rows and the stack screen point into sites, so the rows of sites it
+ * no longer holds go, and a drill-down into a process that went returns to
+ * the list.
  */
 static void drop_gone(struct tui *t, const struct snapshot *s)
 {
 	int o = 0;
 
 	for (int i = 0; i < t->nfrozen; i++)
-		if (find_proc(s->procs, s->nprocs, t->frozen[i].pid))
+		if (collector_has_site(t->coll, t->frozen[i].pid,
+				       t->frozen[i].stack_id))
 			t->frozen[o++] = t->frozen[i];
 	t->nfrozen = o;
 	if (t->mode == MODE_STACK &&
-	    !find_proc(s->procs, s->nprocs, t->stack_site.pid))
+	    !collector_has_site(t->coll, t->stack_site.pid,
+				t->stack_site.stack_id))
 		t->mode = MODE_TABLE;
 	if (t->drill && !find_proc(s->procs, s->nprocs, t->drill)) {
 		set_msg(t, "process %" PRIu32 " has gone", t->drill);
