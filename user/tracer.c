@@ -596,33 +596,11 @@ static int attach_libs(struct tracer *t, pid_t pid)
 	return total;
 }
 
-static bool is_kernel_thread(pid_t pid)
-{
-	char path[64], buf[64];
-	ssize_t n;
-	int fd;
-
-	/* Kernel threads have no user memory: an empty maps file. */
-	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf));
-	close(fd);
-	return n == 0;
-}
-
 /* Probe what one explicitly named process needs; its errors are fatal. */
 static int attach_target(struct tracer *t, pid_t pid)
 {
 	int n, total;
 
-	if (is_kernel_thread(pid)) {
-		fprintf(stderr,
-			"memtop: pid %d is a kernel thread: it has no heap to trace\n",
-			pid);
-		return -EINVAL;
-	}
 	total = scan_pid(t, pid);
 	if (total < 0) {
 		fprintf(stderr, "memtop: cannot probe pid %d: %s\n", pid,
@@ -921,11 +899,11 @@ static int read_map(struct tracer *t, int fd, size_t ksz, size_t vsz,
 		in = outb;
 		inp = &in;
 	}
-	if (errno != EINVAL && errno != EPERM && errno != ENOTSUPP &&
-	    errno != EOPNOTSUPP)
+	/* Fall back to a key walk only for kernels without batch lookups: after
+	 * a partial batch the walk would emit those entries a second time. */
+	if (total || (errno != EINVAL && errno != EPERM && errno != ENOTSUPP &&
+		      errno != EOPNOTSUPP))
 		return -errno;
-	/* Fallback: walk keys (a partial batch read above is re-read). */
-	(void)total;
 	err = bpf_map_get_next_key(fd, NULL, key);
 	while (!err) {
 		if (!bpf_map_lookup_elem(fd, key, t->batch_vals)) {
