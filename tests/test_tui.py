@@ -245,8 +245,14 @@ class Tmux:
         while time.monotonic() < deadline:
             last = self.capture()
             try:
+                # ncurses may reach the pane in several writes: judge only
+                # a frame that a second capture shows unchanged, never one
+                # caught halfway through a redraw.
                 if pred(last):
-                    return last
+                    time.sleep(0.05)
+                    again = self.capture()
+                    if again.text == last.text:
+                        return last
             except (TestFailure, ValueError, IndexError):
                 pass
             time.sleep(0.1)
