@@ -160,72 +160,30 @@ struct {
 	__type(value, struct stack_chunk);
 } stack_chunk SEC(".maps");
 
-struct walk {
-	__u64 fp, sp;
-	__u64 h; /* hash of the frames so far */
-	__u32 nr;
-	__u32 base; /* frames put in before the walk */
-	bool have_chunk;
-};
-
-/* One frame of the walk (a bpf_loop callback: verified once, not 127x). */
-static long walk_frame(__u32 i, struct walk *w)
-{
-	__u32 zero = 0;
-	struct stack_chunk *chunk = bpf_map_lookup_elem(&stack_chunk, &zero);
-	struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
-	struct mt_stack *st;
-	struct frame_rec fr;
-	__u64 off = w->fp - w->sp;
-
-	/* Index from the loop counter, not from w->nr: the verifier then sees
-	 * one state per iteration count instead of one per value of nr. */
-	__u32 idx = w->base + i;
-
-	if (!s || !chunk || !w->fp || idx >= MEMTOP_MAX_FRAMES)
-		return 1;
-	if (w->have_chunk && w->fp >= w->sp &&
-	    off <= sizeof(chunk->w) - 16 && !(off & 7)) {
-		fr.fp = chunk->w[(off / 8) & (CHUNK_WORDS - 1)];
-		fr.ret = chunk->w[(off / 8 + 1) & (CHUNK_WORDS - 1)];
-	} else if (bpf_probe_read_user(&fr, sizeof(fr), (void *)w->fp)) {
-		return 1;
-	}
-	if (!fr.ret)
-		return 1;
-	st = (struct mt_stack *)&s->w[0];
-	/* Hide idx's range from clang, or it drops the mask the verifier needs. */
-	asm volatile("" : "+r"(idx));
-	st->ips[idx & 127] = fr.ret;
-	w->nr = idx + 1;
-	w->h = mix64(w->h ^ fr.ret);
-	/* Frames live higher up the stack: anything else is not a frame
-	 * pointer (code built without them) and ends the walk. */
-	if (fr.fp <= w->fp)
-		return 1;
-	w->fp = fr.fp;
-	return 0;
-}
-
 /*
  * Capture the user stack by walking the frame pointers: frame 0 is the return
  * address at the stack pointer (the allocator's caller: at a function entry
  * the caller's frame is not linked yet), then each saved {rbp, return
  * address} pair up the chain. A user read costs ~100 ns here whatever its
- * size, so the first 4 KiB of the stack are read at once and serve most
- * frames; bpf_get_stack() took 1.7 us for 14 frames.
+ * size, so the first 4 KiB of the stack are read at once (by enter()) and
+ * serve most frames; bpf_get_stack() took 1.7 us for 14 frames.
+ *
+ * The walk is an open-coded bounded loop, not a bpf_loop() callback: the
+ * callback's call and per-frame map lookups cost ~180 ns per allocation at
+ * 16 frames (tools/bench), for a one-off price in verifier time. Frames are
+ * folded into the hash with one multiply each; mix64() finishes it once.
  */
 static __always_inline __u64 capture_stack(void *ctx, __u32 tgid, __u64 ret,
-					   bool have_chunk)
+					   struct stack_chunk *chunk)
 {
 	struct pt_regs *regs = ctx;
 	struct mt_site_key key = { .tgid = tgid };
-	struct walk w = { .fp = PT_REGS_FP(regs), .sp = PT_REGS_SP(regs),
-			  .have_chunk = have_chunk };
+	__u64 fp = PT_REGS_FP(regs), sp = PT_REGS_SP(regs);
+	__u64 h = 0x9e3779b97f4a7c15ULL, off;
+	struct frame_rec fr;
 	struct scratch *s;
 	struct mt_stack *st;
-	__u32 zero = 0;
-	__u64 h;
+	__u32 zero = 0, nr = 0, i;
 
 	s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s)
@@ -235,19 +193,36 @@ static __always_inline __u64 capture_stack(void *ctx, __u32 tgid, __u64 ret,
 		return 0;
 	}
 	st = (struct mt_stack *)&s->w[0];
-	w.h = 0x9e3779b97f4a7c15ULL;
 	if (show_allocator) {
-		st->ips[w.nr++] = PT_REGS_IP(regs);
-		w.h = mix64(w.h ^ PT_REGS_IP(regs));
+		st->ips[nr++] = PT_REGS_IP(regs);
+		h = (h ^ PT_REGS_IP(regs)) * 0xff51afd7ed558ccdULL;
 	}
-	st->ips[w.nr++ & 127] = ret;
-	w.h = mix64(w.h ^ ret);
-	w.base = w.nr;
-	/* The walk hashes as it goes: no second loop for the verifier. */
-	bpf_loop(MEMTOP_MAX_FRAMES, walk_frame, &w, 0);
-	st->nr = w.nr > MEMTOP_MAX_FRAMES ? MEMTOP_MAX_FRAMES : w.nr;
+	st->ips[nr++ & 127] = ret;
+	h = (h ^ ret) * 0xff51afd7ed558ccdULL;
+	for (i = 0; i < MEMTOP_MAX_FRAMES - 2 && fp; i++) {
+		off = fp - sp;
+		if (chunk && fp >= sp && off <= sizeof(chunk->w) - 16 &&
+		    !(off & 7)) {
+			fr.fp = chunk->w[(off / 8) & (CHUNK_WORDS - 1)];
+			fr.ret = chunk->w[(off / 8 + 1) & (CHUNK_WORDS - 1)];
+		} else if (bpf_probe_read_user(&fr, sizeof(fr), (void *)fp)) {
+			break;
+		}
+		if (!fr.ret)
+			break;
+		st->ips[nr++ & 127] = fr.ret;
+		h = (h ^ fr.ret) * 0xff51afd7ed558ccdULL;
+		h ^= h >> 29;
+		/* Frames live higher up the stack: anything else is not a
+		 * frame pointer (code built without them) and ends the walk. */
+		if (fr.fp <= fp)
+			break;
+		fp = fr.fp;
+	}
+	st->nr = nr > MEMTOP_MAX_FRAMES ? MEMTOP_MAX_FRAMES : nr;
 	st->pad = 0;
-	h = w.h ? w.h : 1;
+	h = mix64(h);
+	h = h ? h : 1;
 	h = py_frames(tgid, h); /* python.bpf.h: the interpreter's frames count too */
 	key.stack_id = h;
 	if (bpf_map_lookup_elem(&stacks, &key))
@@ -412,7 +387,6 @@ static __always_inline int enter(struct pt_regs *ctx, __u32 kind, __u64 a0,
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct stack_chunk *chunk;
 	struct mt_inflight *st;
-	bool have_chunk;
 	__u32 zero = 0;
 
 	if (!traced(tgid))
@@ -441,16 +415,16 @@ static __always_inline int enter(struct pt_regs *ctx, __u32 kind, __u64 a0,
 	/* The stack's first 4 KiB in one user read: the return address at sp
 	 * and most frames of the walk come from it. */
 	chunk = bpf_map_lookup_elem(&stack_chunk, &zero);
-	have_chunk = chunk && !bpf_probe_read_user(chunk->w, sizeof(chunk->w),
-						   (void *)sp);
-	if (have_chunk)
+	if (chunk && bpf_probe_read_user(chunk->w, sizeof(chunk->w), (void *)sp))
+		chunk = NULL;
+	if (chunk)
 		st->ret0 = chunk->w[0];
 	else if (bpf_probe_read_user(&st->ret0, sizeof(st->ret0), (void *)sp))
 		st->ret0 = 0;
 	st->kind = kind;
 	st->arg0 = a0;
 	st->arg1 = a1;
-	st->stack_id = capture_stack(ctx, tgid, st->ret0, have_chunk);
+	st->stack_id = capture_stack(ctx, tgid, st->ret0, chunk);
 	return 0;
 }
 
