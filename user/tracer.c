@@ -684,12 +684,24 @@ static int on_event(void *ctx, void *data, size_t len)
 	return 0;
 }
 
+static __u64 mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (__u64)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
 static void *event_thread(void *arg)
 {
 	struct tracer *t = arg;
 
 	while (!t->stop_thread) {
-		int err = ring_buffer__poll(t->rb, 100);
+		int err;
+
+		/* The BPF side's clock (see clock_ns in memtop.bpf.c). */
+		t->skel->bss->clock_ns = mono_ns();
+		err = ring_buffer__poll(t->rb, 100);
 
 		if (err < 0 && err != -EINTR)
 			break;
@@ -763,6 +775,7 @@ int tracer_open(struct tracer **out, const struct tracer_opts *o)
 			strerror(-err));
 		goto cleanup;
 	}
+	t->skel->bss->clock_ns = mono_ns();
 	/* Process events first, so nothing exec'd meanwhile is missed. */
 	{
 		struct bpf_program *tps[] = { t->skel->progs.on_exec,
@@ -1053,11 +1066,9 @@ static void reclaim_idle(struct tracer *t, struct raw_sample *raw)
 int tracer_read(struct tracer *t, struct raw_sample *raw)
 {
 	struct bpf_program *prog;
-	struct timespec ts;
 	int err, fd;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	raw->mono_ns = (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+	raw->mono_ns = mono_ns();
 	clock_gettime(CLOCK_REALTIME, &raw->wall);
 	err = read_map(t, bpf_map__fd(t->skel->maps.sites),
 		       sizeof(struct mt_site_key), sizeof(struct mt_stats),
