@@ -14,10 +14,13 @@
 #include <string.h>
 #include "collector.h"
 
+/* A ring: the oldest entry is at `head` once it is full (no memmove per
+ * site per refresh). */
 struct history {
 	int64_t val[SNAP_TREND];
 	uint64_t t_ns[SNAP_TREND];
-	int n; /* valid entries, oldest first */
+	int n; /* valid entries */
+	int head; /* index of the oldest */
 };
 
 struct site_state {
@@ -29,6 +32,7 @@ struct site_state {
 	uint64_t base_ns;
 	bool has_base;
 	uint64_t seen_seq;
+	char site_id[17]; /* formatted once: snprintf per row per refresh showed */
 	int nframes;
 	struct snap_frame *frames;
 	char *function, *location;
@@ -159,22 +163,36 @@ bool collector_has_site(struct collector *c, uint32_t pid, uint64_t stack_id)
 	return *tab_slot(c, &k) != NULL;
 }
 
+#define HIST_AT(h, i) (((h)->head + (i)) % SNAP_TREND) /* i-th oldest */
+
 static void hist_push(struct history *h, int64_t v, uint64_t t)
 {
-	if (h->n == SNAP_TREND) {
-		memmove(h->val, h->val + 1, sizeof(h->val[0]) * (SNAP_TREND - 1));
-		memmove(h->t_ns, h->t_ns + 1,
-			sizeof(h->t_ns[0]) * (SNAP_TREND - 1));
-		h->n--;
+	int i = HIST_AT(h, h->n);
+
+	h->val[i] = v;
+	h->t_ns[i] = t;
+	if (h->n == SNAP_TREND)
+		h->head = (h->head + 1) % SNAP_TREND;
+	else
+		h->n++;
+}
+
+/* The values oldest first, as snapshots carry them. */
+static void hist_copy(const struct history *h, int64_t *out)
+{
+	int first = SNAP_TREND - h->head;
+
+	if (h->n < SNAP_TREND || !h->head) {
+		memcpy(out, h->val + h->head, sizeof(*out) * h->n);
+		return;
 	}
-	h->val[h->n] = v;
-	h->t_ns[h->n] = t;
-	h->n++;
+	memcpy(out, h->val + h->head, sizeof(*out) * first);
+	memcpy(out + first, h->val, sizeof(*out) * h->head);
 }
 
 static double hist_growth(const struct history *h, int window)
 {
-	int i0;
+	int i0, last;
 	double dt;
 
 	if (h->n < 2)
@@ -182,8 +200,10 @@ static double hist_growth(const struct history *h, int window)
 	i0 = h->n - 1 - window;
 	if (i0 < 0)
 		i0 = 0;
-	dt = (double)(h->t_ns[h->n - 1] - h->t_ns[i0]) / 1e9;
-	return dt > 0 ? (double)(h->val[h->n - 1] - h->val[i0]) / dt : 0;
+	last = HIST_AT(h, h->n - 1);
+	i0 = HIST_AT(h, i0);
+	dt = (double)(h->t_ns[last] - h->t_ns[i0]) / 1e9;
+	return dt > 0 ? (double)(h->val[last] - h->val[i0]) / dt : 0;
 }
 
 /* Rose in more than half of the last `window` refreshes, and never fell much. */
@@ -192,10 +212,10 @@ static bool hist_suspect(const struct history *h, int window)
 	int rises = 0, steps = 0;
 
 	for (int i = h->n - 1; i > 0 && steps < window; i--, steps++)
-		if (h->val[i] > h->val[i - 1])
+		if (h->val[HIST_AT(h, i)] > h->val[HIST_AT(h, i - 1)])
 			rises++;
 	return steps >= 3 && rises * 2 > steps &&
-	       h->val[h->n - 1] > h->val[h->n - 1 - steps];
+	       h->val[HIST_AT(h, h->n - 1)] > h->val[HIST_AT(h, h->n - 1 - steps)];
 }
 
 /*
@@ -299,6 +319,8 @@ static struct site_state *site_get(struct collector *c,
 	if (!s)
 		return NULL;
 	s->key = *k;
+	snprintf(s->site_id, sizeof(s->site_id), "%016" PRIx64,
+		 (uint64_t)k->stack_id);
 	if (c->baseline) {
 		s->has_base = true;
 		s->base_ns = c->baseline_ns;
@@ -368,8 +390,7 @@ static void fill_site_row(struct collector *c, struct snap_site *r,
 	memset(r, 0, sizeof(*r));
 	r->pid = s->key.tgid;
 	r->stack_id = s->key.stack_id;
-	snprintf(r->site_id, sizeof(r->site_id), "%016" PRIx64,
-		 (uint64_t)s->key.stack_id);
+	memcpy(r->site_id, s->site_id, sizeof(r->site_id));
 	r->outstanding_bytes = st->outstanding_bytes;
 	r->outstanding_allocs = st->outstanding_allocs;
 	r->allocs = st->allocs;
@@ -386,7 +407,7 @@ static void fill_site_row(struct collector *c, struct snap_site *r,
 			   ? (double)(c->last_ns - st->first_ns) / 1e9
 			   : 0;
 	r->ntrend = s->hist.n;
-	memcpy(r->trend, s->hist.val, sizeof(r->trend[0]) * s->hist.n);
+	hist_copy(&s->hist, r->trend);
 	r->suspect = hist_suspect(&s->hist, c->opts.suspect_window);
 	r->function = s->function;
 	r->location = s->location;
@@ -469,6 +490,30 @@ static struct mt_stats scaled(const struct collector *c,
 	return st;
 }
 
+static int cmp_proc_pid(const void *a, const void *b)
+{
+	const struct snap_proc *x = a, *y = b;
+
+	return (x->pid > y->pid) - (x->pid < y->pid);
+}
+
+/* Sites and suspects per process: O(rows log procs), not rows x procs. */
+static void count_proc_sites(struct snapshot *s, const struct snap_site *rows,
+			     size_t n)
+{
+	qsort(s->procs, s->nprocs, sizeof(*s->procs), cmp_proc_pid);
+	for (size_t k = 0; k < n; k++) {
+		struct snap_proc key = { .pid = rows[k].pid }, *p;
+
+		p = bsearch(&key, s->procs, s->nprocs, sizeof(*s->procs),
+			    cmp_proc_pid);
+		if (p) {
+			p->nsites++;
+			p->nsuspects += rows[k].suspect;
+		}
+	}
+}
+
 static int build_snapshot(struct collector *c, double dt)
 {
 	struct snapshot *s = &c->snap;
@@ -535,12 +580,11 @@ static int build_snapshot(struct collector *c, double dt)
 		r->rss_bytes = p->rss_bytes;
 		r->mmap_bytes = p->mmap_bytes;
 		r->ntrend = p->hist.n;
-		memcpy(r->trend, p->hist.val, sizeof(r->trend[0]) * p->hist.n);
-		for (size_t k = 0; k < n; k++) {
-			if (c->rows[k].pid != p->pid)
-				continue;
-			r->nsites++;
-			r->nsuspects += c->rows[k].suspect;
+		hist_copy(&p->hist, r->trend);
+		if (c->nprocs == 1) {
+			r->nsites = (int)n;
+			for (size_t k = 0; k < n; k++)
+				r->nsuspects += c->rows[k].suspect;
 		}
 		s->outstanding_bytes += r->outstanding_bytes;
 		s->outstanding_allocs += r->outstanding_allocs;
@@ -550,6 +594,8 @@ static int build_snapshot(struct collector *c, double dt)
 		s->free_rate += r->free_rate;
 		s->rss_bytes += r->rss_bytes;
 	}
+	if (c->nprocs > 1)
+		count_proc_sites(s, c->rows, n);
 	s->baseline = c->baseline;
 	if (s->nprocs)
 		qsort(s->procs, s->nprocs, sizeof(*s->procs), cmp_proc);

@@ -755,12 +755,63 @@ static void test_many_sites(void)
 	sample_free(&raw);
 }
 
+/* More refreshes than SNAP_TREND: the trend keeps the newest, oldest first,
+ * growth and suspects read the right end; two processes count their own. */
+static void test_long_history(void)
+{
+	struct raw_sample raw;
+	const struct snapshot *s = NULL;
+	const struct snap_site *g;
+	const struct snap_proc *pa, *pb;
+	struct collector *c = new_collector(3, 4);
+	struct raw_proc *p;
+	int err = 0, t, ok = 1;
+	const int T = SNAP_TREND + 7;
+
+	printf("# %d refreshes, two processes\n", T);
+	memset(&raw, 0, sizeof(raw));
+	memset(&fctx, 0, sizeof(fctx));
+	for (t = 0; t < T && !err; t++) {
+		sample_reset(&raw);
+		raw.mono_ns = T0 + (uint64_t)t * SEC;
+		add_site(&raw, 600, 0x10, 100 * (t + 1), t + 1, t + 1, 0);
+		add_site(&raw, 600, 0x20, 7, 1, 1, 0);
+		p = add_proc(&raw, 600, "a", true, true);
+		proc_sum_sites(&raw, p);
+		add_site(&raw, 601, 0x30, 5, 1, 1, 0);
+		p = add_proc(&raw, 601, "b", true, true);
+		proc_sum_sites(&raw, p);
+		err = collector_update(c, &raw, &s);
+	}
+	check(!err && s, "%d updates", T);
+	if (!s)
+		exit(1);
+	g = find_site(s, 600, 0x10);
+	check(g && g->ntrend == SNAP_TREND, "trend holds SNAP_TREND values");
+	for (int i = 0; g && i < g->ntrend; i++)
+		if (g->trend[i] != 100 * (T - SNAP_TREND + i + 1))
+			ok = 0;
+	check(ok, "trend is the newest values, oldest first");
+	check(g && g->growth_bps == 100, "growth after the ring wrapped");
+	check(g && g->suspect, "steady riser is a suspect after the wrap");
+	pa = find_proc(s, 600);
+	pb = find_proc(s, 601);
+	check(pa && pa->nsites == 2 && pa->nsuspects == 1, "process a: 2 sites, 1 suspect");
+	check(pb && pb->nsites == 1 && pb->nsuspects == 0, "process b: 1 site");
+	check(pa && pa->ntrend == SNAP_TREND &&
+		      pa->trend[SNAP_TREND - 1] == 100 * T + 7,
+	      "process trend newest last");
+	collector_free(c);
+	sample_free(&raw);
+}
+
 int main(void)
 {
 	test_main_scenario();
 	test_placeholders();
 	test_collapse();
 	test_many_sites();
+	test_long_history();
 	printf("%d checks, %d failed\n", checks, failures);
 	return failures ? 1 : 0;
 }
