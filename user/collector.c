@@ -14,28 +14,38 @@
 #include <string.h>
 #include "collector.h"
 
-/* A ring: the oldest entry is at `head` once it is full (no memmove per
- * site per refresh). */
+/*
+ * A ring that stores each value twice, SNAP_TREND apart, so the last n values
+ * are always contiguous at val + head, oldest first: rows point at them
+ * instead of copying (no memmove or copy per site per refresh).
+ */
 struct history {
-	int64_t val[SNAP_TREND];
+	int64_t val[2 * SNAP_TREND];
 	uint64_t t_ns[SNAP_TREND];
 	int n; /* valid entries */
 	int head; /* index of the oldest */
 };
 
+/* What a refresh touches comes first: 65k sites do not fit in a cache. */
 struct site_state {
 	struct mt_site_key key;
 	struct mt_stats st;
 	uint64_t prev_allocs, prev_frees;
-	struct history hist;
+	uint64_t seen_seq;
 	int64_t base_bytes;
 	uint64_t base_ns;
 	bool has_base;
-	uint64_t seen_seq;
 	char site_id[17]; /* formatted once: snprintf per row per refresh showed */
+	char *function, *location;
 	int nframes;
 	struct snap_frame *frames;
-	char *function, *location;
+	struct history hist;
+};
+
+/* The key inline, so a probe past other sites does not touch them. */
+struct tab_ent {
+	struct mt_site_key key;
+	struct site_state *s;
 };
 
 struct proc_state {
@@ -59,8 +69,12 @@ struct proc_state {
 struct collector {
 	struct collector_opts opts;
 	struct collector_hooks hooks;
-	/* Open-addressing table of site pointers (stable addresses). */
-	struct site_state **tab;
+	/* Open-addressing table of sites (their addresses are stable). */
+	struct tab_ent *tab;
+	/* The sites of the last sample in its order: a map read twice comes
+	 * back in the same order, so most lookups are one compare. */
+	struct site_state **hint;
+	size_t nhint, hint_cap;
 	size_t tab_cap, nsites;
 	struct proc_state *procs;
 	int nprocs, procs_cap;
@@ -72,10 +86,14 @@ struct collector {
 	struct snapshot snap;
 	struct snap_site *rows;
 	size_t rows_cap;
+	int64_t *trends; /* collapsed rows' summed trends, trends_cap rows */
+	size_t trends_cap;
 	struct snap_proc *prows;
 	int prows_cap;
 	struct mt_stack stack_buf;
 };
+
+static void site_free(struct site_state *s);
 
 static uint64_t key_hash(const struct mt_site_key *k)
 {
@@ -118,58 +136,73 @@ int collector_new(struct collector **out, const struct collector_opts *opts,
 	return 0;
 }
 
-static int tab_grow(struct collector *c)
-{
-	size_t ncap = c->tab_cap * 2;
-	struct site_state **nt = calloc(ncap, sizeof(*nt));
-
-	if (!nt)
-		return -ENOMEM;
-	for (size_t i = 0; i < c->tab_cap; i++) {
-		struct site_state *s = c->tab[i];
-		size_t j;
-
-		if (!s)
-			continue;
-		for (j = key_hash(&s->key) & (ncap - 1); nt[j];
-		     j = (j + 1) & (ncap - 1))
-			;
-		nt[j] = s;
-	}
-	free(c->tab);
-	c->tab = nt;
-	c->tab_cap = ncap;
-	return 0;
-}
-
-static struct site_state **tab_slot(struct collector *c,
-				    const struct mt_site_key *k)
+static struct tab_ent *tab_find(struct tab_ent *tab, size_t cap,
+				 const struct mt_site_key *k)
 {
 	size_t j;
 
-	for (j = key_hash(k) & (c->tab_cap - 1); c->tab[j];
-	     j = (j + 1) & (c->tab_cap - 1)) {
-		if (c->tab[j]->key.tgid == k->tgid &&
-		    c->tab[j]->key.stack_id == k->stack_id)
+	for (j = key_hash(k) & (cap - 1); tab[j].s; j = (j + 1) & (cap - 1))
+		if (tab[j].key.tgid == k->tgid &&
+		    tab[j].key.stack_id == k->stack_id)
 			break;
+	return &tab[j];
+}
+
+static struct tab_ent *tab_slot(struct collector *c,
+				const struct mt_site_key *k)
+{
+	return tab_find(c->tab, c->tab_cap, k);
+}
+
+/* Move every site the keep callback accepts into a fresh table of cap. */
+static int tab_rebuild(struct collector *c, size_t cap,
+		       bool (*keep)(struct collector *, struct site_state *,
+				    void *),
+		       void *arg)
+{
+	struct tab_ent *nt = calloc(cap, sizeof(*nt)), *old = c->tab;
+	size_t oldcap = c->tab_cap;
+
+	if (!nt)
+		return -ENOMEM;
+	c->nsites = 0;
+	for (size_t i = 0; i < oldcap; i++) {
+		struct tab_ent *e;
+
+		if (!old[i].s)
+			continue;
+		if (keep && !keep(c, old[i].s, arg)) {
+			site_free(old[i].s);
+			c->nhint = 0; /* it may be there */
+			continue;
+		}
+		e = tab_find(nt, cap, &old[i].key);
+		*e = old[i];
+		c->nsites++;
 	}
-	return &c->tab[j];
+	free(old);
+	c->tab = nt;
+	c->tab_cap = cap;
+	return 0;
+}
+
+static int tab_grow(struct collector *c)
+{
+	return tab_rebuild(c, c->tab_cap * 2, NULL, NULL);
 }
 
 bool collector_has_site(struct collector *c, uint32_t pid, uint64_t stack_id)
 {
 	struct mt_site_key k = { .tgid = pid, .stack_id = stack_id };
 
-	return *tab_slot(c, &k) != NULL;
+	return tab_slot(c, &k)->s != NULL;
 }
-
-#define HIST_AT(h, i) (((h)->head + (i)) % SNAP_TREND) /* i-th oldest */
 
 static void hist_push(struct history *h, int64_t v, uint64_t t)
 {
-	int i = HIST_AT(h, h->n);
+	int i = (h->head + h->n) % SNAP_TREND;
 
-	h->val[i] = v;
+	h->val[i] = h->val[i + SNAP_TREND] = v;
 	h->t_ns[i] = t;
 	if (h->n == SNAP_TREND)
 		h->head = (h->head + 1) % SNAP_TREND;
@@ -177,17 +210,10 @@ static void hist_push(struct history *h, int64_t v, uint64_t t)
 		h->n++;
 }
 
-/* The values oldest first, as snapshots carry them. */
-static void hist_copy(const struct history *h, int64_t *out)
+/* The values, oldest first; valid until the next push. */
+static int64_t *hist_vals(struct history *h)
 {
-	int first = SNAP_TREND - h->head;
-
-	if (h->n < SNAP_TREND || !h->head) {
-		memcpy(out, h->val + h->head, sizeof(*out) * h->n);
-		return;
-	}
-	memcpy(out, h->val + h->head, sizeof(*out) * first);
-	memcpy(out + first, h->val, sizeof(*out) * h->head);
+	return h->val + h->head;
 }
 
 static double hist_growth(const struct history *h, int window)
@@ -200,22 +226,23 @@ static double hist_growth(const struct history *h, int window)
 	i0 = h->n - 1 - window;
 	if (i0 < 0)
 		i0 = 0;
-	last = HIST_AT(h, h->n - 1);
-	i0 = HIST_AT(h, i0);
-	dt = (double)(h->t_ns[last] - h->t_ns[i0]) / 1e9;
-	return dt > 0 ? (double)(h->val[last] - h->val[i0]) / dt : 0;
+	last = h->n - 1;
+	dt = (double)(h->t_ns[(h->head + last) % SNAP_TREND] -
+		      h->t_ns[(h->head + i0) % SNAP_TREND]) / 1e9;
+	return dt > 0 ? (double)(h->val[h->head + last] - h->val[h->head + i0]) / dt
+		      : 0;
 }
 
 /* Rose in more than half of the last `window` refreshes, and never fell much. */
 static bool hist_suspect(const struct history *h, int window)
 {
+	const int64_t *v = h->val + h->head;
 	int rises = 0, steps = 0;
 
 	for (int i = h->n - 1; i > 0 && steps < window; i--, steps++)
-		if (h->val[HIST_AT(h, i)] > h->val[HIST_AT(h, i - 1)])
+		if (v[i] > v[i - 1])
 			rises++;
-	return steps >= 3 && rises * 2 > steps &&
-	       h->val[HIST_AT(h, h->n - 1)] > h->val[HIST_AT(h, h->n - 1 - steps)];
+	return steps >= 3 && rises * 2 > steps && v[h->n - 1] > v[h->n - 1 - steps];
 }
 
 /*
@@ -308,13 +335,14 @@ static int site_resolve(struct collector *c, struct site_state *s)
 static struct site_state *site_get(struct collector *c,
 				   const struct mt_site_key *k)
 {
-	struct site_state **slot, *s;
+	struct tab_ent *slot;
+	struct site_state *s;
 
 	if ((c->nsites + 1) * 2 > c->tab_cap && tab_grow(c))
 		return NULL;
 	slot = tab_slot(c, k);
-	if (*slot)
-		return *slot;
+	if (slot->s)
+		return slot->s;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
@@ -338,7 +366,8 @@ static struct site_state *site_get(struct collector *c,
 			return NULL;
 		}
 	}
-	*slot = s;
+	slot->key = *k;
+	slot->s = s;
 	c->nsites++;
 	return s;
 }
@@ -382,10 +411,11 @@ static double growth_since(int64_t now, int64_t base, uint64_t now_ns,
 	return dt > 0 ? (double)(now - base) / dt : 0;
 }
 
-static void fill_site_row(struct collector *c, struct snap_site *r,
-			  struct site_state *s, double dt)
+static void fill_site_row(struct collector *c, size_t i, struct site_state *s,
+			  double dt)
 {
 	const struct mt_stats *st = &s->st;
+	struct snap_site *r = &c->rows[i];
 
 	memset(r, 0, sizeof(*r));
 	r->pid = s->key.tgid;
@@ -406,8 +436,8 @@ static void fill_site_row(struct collector *c, struct snap_site *r,
 	r->age_s = st->first_ns && c->last_ns > st->first_ns
 			   ? (double)(c->last_ns - st->first_ns) / 1e9
 			   : 0;
+	r->trend = hist_vals(&s->hist);
 	r->ntrend = s->hist.n;
-	hist_copy(&s->hist, r->trend);
 	r->suspect = hist_suspect(&s->hist, c->opts.suspect_window);
 	r->function = s->function;
 	r->location = s->location;
@@ -514,19 +544,10 @@ static void count_proc_sites(struct snapshot *s, const struct snap_site *rows,
 	}
 }
 
-static int build_snapshot(struct collector *c, double dt)
+static int build_snapshot(struct collector *c, size_t n, double dt)
 {
 	struct snapshot *s = &c->snap;
-	size_t n = 0;
 
-	if (c->rows_cap < c->nsites) {
-		struct snap_site *r = realloc(c->rows, c->nsites * sizeof(*r));
-
-		if (!r)
-			return -ENOMEM;
-		c->rows = r;
-		c->rows_cap = c->nsites;
-	}
 	if (c->prows_cap < c->nprocs) {
 		struct snap_proc *p = realloc(c->prows, c->nprocs * sizeof(*p));
 
@@ -535,14 +556,26 @@ static int build_snapshot(struct collector *c, double dt)
 		c->prows = p;
 		c->prows_cap = c->nprocs;
 	}
-	for (size_t i = 0; i < c->tab_cap; i++) {
-		struct site_state *st = c->tab[i];
+	if (c->collapse) {
+		/* Sums go into the collector's buffers, not the sites' history. */
+		if (c->trends_cap < n) {
+			int64_t *tr = realloc(c->trends,
+					      n * SNAP_TREND * sizeof(*tr));
 
-		if (st && st->seen_seq == c->seq)
-			fill_site_row(c, &c->rows[n++], st, dt);
-	}
-	if (c->collapse)
+			if (!tr)
+				return -ENOMEM;
+			c->trends = tr;
+			c->trends_cap = n;
+		}
+		for (size_t i = 0; i < n; i++) {
+			int64_t *dst = c->trends + i * SNAP_TREND;
+
+			memcpy(dst, c->rows[i].trend,
+			       sizeof(*dst) * c->rows[i].ntrend);
+			c->rows[i].trend = dst;
+		}
 		n = collapse_rows(c->rows, n);
+	}
 	s->sites = c->rows;
 	s->nsites = (int)n;
 	s->procs = c->prows;
@@ -580,7 +613,8 @@ static int build_snapshot(struct collector *c, double dt)
 		r->rss_bytes = p->rss_bytes;
 		r->mmap_bytes = p->mmap_bytes;
 		r->ntrend = p->hist.n;
-		hist_copy(&p->hist, r->trend);
+		memcpy(r->trend, hist_vals(&p->hist),
+		       sizeof(r->trend[0]) * p->hist.n);
 		if (c->nprocs == 1) {
 			r->nsites = (int)n;
 			for (size_t k = 0; k < n; k++)
@@ -621,39 +655,30 @@ static void site_free(struct site_state *s)
  * them after a few refreshes so memory follows the live sites, not every
  * stack ever seen.
  */
-static void evict_unseen(struct collector *c)
+static bool seen_lately(struct collector *c, struct site_state *s, void *arg)
 {
-	struct site_state **old, **nt;
-	size_t cap = c->tab_cap, stale = 0;
+	(void)arg;
+	return s->seen_seq + 3 >= c->seq;
+}
 
-	for (size_t i = 0; i < cap; i++)
-		if (c->tab[i] && c->tab[i]->seen_seq + 3 < c->seq)
-			stale++;
-	if (!stale)
-		return;
-	nt = calloc(cap, sizeof(*nt));
-	if (!nt)
-		return;
-	old = c->tab;
-	c->tab = nt;
-	c->nsites = 0;
-	for (size_t i = 0; i < cap; i++) {
-		if (!old[i])
-			continue;
-		if (old[i]->seen_seq + 3 < c->seq) {
-			site_free(old[i]);
-			continue;
-		}
-		*tab_slot(c, &old[i]->key) = old[i];
-		c->nsites++;
-	}
-	free(old);
+static void evict_unseen(struct collector *c, size_t nseen)
+{
+	bool stale = false;
+
+	if (nseen == c->nsites)
+		return; /* every site was in this sample: no scan of them all */
+	for (size_t i = 0; i < c->tab_cap && !stale; i++)
+		stale = c->tab[i].s && !seen_lately(c, c->tab[i].s, NULL);
+	/* On failure keep them: a stale row is better than a crash. */
+	if (stale)
+		tab_rebuild(c, c->tab_cap, seen_lately, NULL);
 }
 
 int collector_update(struct collector *c, const struct raw_sample *raw,
 		     const struct snapshot **out)
 {
 	struct snapshot *s = &c->snap;
+	size_t nrows = 0;
 	double dt;
 	int err;
 
@@ -662,12 +687,49 @@ int collector_update(struct collector *c, const struct raw_sample *raw,
 		c->start_ns = raw->mono_ns;
 	dt = c->last_ns ? (double)(raw->mono_ns - c->last_ns) / 1e9 : 0;
 	c->last_ns = raw->mono_ns;
+	if (c->rows_cap < raw->nsites) {
+		struct snap_site *rows = realloc(c->rows,
+						 raw->nsites * sizeof(*rows));
+
+		if (!rows)
+			return -ENOMEM;
+		c->rows = rows;
+		c->rows_cap = raw->nsites;
+	}
+	if (c->hint_cap < raw->nsites) {
+		struct site_state **h = realloc(c->hint,
+						raw->nsites * sizeof(*h));
+
+		if (!h)
+			return -ENOMEM;
+		c->hint = h;
+		c->hint_cap = raw->nsites;
+	}
+	/* Each site's row is filled while its state is in the cache. */
 	for (size_t i = 0; i < raw->nsites; i++) {
 		const struct raw_site *r = &raw->sites[i];
-		struct site_state *st = site_get(c, &r->key);
+		struct site_state *st = i < c->nhint ? c->hint[i] : NULL;
 
-		if (!st)
+		/* 65k sites are ~50 MB: fetch a few sites ahead, or every one
+		 * is a cache (and TLB) miss in turn. */
+		if (i + 8 < c->nhint) {
+			const char *p = (const char *)c->hint[i + 8];
+
+			__builtin_prefetch(p);
+			__builtin_prefetch(p + 64);
+			__builtin_prefetch(p + 128);
+		}
+
+		if (!st || st->key.tgid != r->key.tgid ||
+		    st->key.stack_id != r->key.stack_id)
+			st = site_get(c, &r->key);
+		if (!st) {
+			c->nhint = 0;
 			return -ENOMEM;
+		}
+		c->hint[i] = st;
+		if (st->seen_seq == c->seq)
+			continue; /* the same key twice in a sample: once */
 		if (st->seen_seq && r->st.allocs >= st->st.allocs) {
 			st->prev_allocs = st->st.allocs;
 			st->prev_frees = st->st.frees;
@@ -680,7 +742,9 @@ int collector_update(struct collector *c, const struct raw_sample *raw,
 		st->st = scaled(c, &r->st);
 		st->seen_seq = c->seq;
 		hist_push(&st->hist, r->st.outstanding_bytes, raw->mono_ns);
+		fill_site_row(c, nrows++, st, dt);
 	}
+	c->nhint = raw->nsites;
 	for (size_t i = 0; i < raw->nprocs; i++) {
 		const struct raw_proc *r = &raw->procs[i];
 		struct proc_state *p = proc_get(c, r->tgid);
@@ -705,8 +769,8 @@ int collector_update(struct collector *c, const struct raw_sample *raw,
 		p->seen_seq = c->seq;
 		hist_push(&p->hist, p->st.outstanding_bytes, raw->mono_ns);
 	}
-	evict_unseen(c);
-	err = build_snapshot(c, dt);
+	evict_unseen(c, nrows);
+	err = build_snapshot(c, nrows, dt);
 	if (err)
 		return err;
 	s->seq = c->seq;
@@ -745,7 +809,7 @@ void collector_set_baseline(struct collector *c, bool on)
 	c->baseline = on;
 	c->baseline_ns = c->last_ns;
 	for (size_t i = 0; i < c->tab_cap; i++) {
-		struct site_state *s = c->tab[i];
+		struct site_state *s = c->tab[i].s;
 
 		if (!s)
 			continue;
@@ -767,28 +831,17 @@ void collector_set_collapse(struct collector *c, bool on)
 }
 
 
+static bool other_pid(struct collector *c, struct site_state *s, void *arg)
+{
+	(void)c;
+	return s->key.tgid != *(uint32_t *)arg;
+}
+
 void collector_forget(struct collector *c, uint32_t pid)
 {
-	struct site_state **old = c->tab;
-	size_t cap = c->tab_cap;
-	struct site_state **nt = calloc(cap, sizeof(*nt));
-
-	if (!nt)
-		return; /* keep it: a stale row is better than a crash */
-	/* Rebuild the table: open addressing has no cheap deletion. */
-	c->tab = nt;
-	c->nsites = 0;
-	for (size_t i = 0; i < cap; i++) {
-		if (!old[i])
-			continue;
-		if (old[i]->key.tgid == pid) {
-			site_free(old[i]);
-			continue;
-		}
-		*tab_slot(c, &old[i]->key) = old[i];
-		c->nsites++;
-	}
-	free(old);
+	/* Open addressing has no cheap deletion: rebuild. On failure keep it:
+	 * a stale row is better than a crash. */
+	tab_rebuild(c, c->tab_cap, other_pid, &pid);
 	for (int i = 0; i < c->nprocs; i++) {
 		if (c->procs[i].pid != pid)
 			continue;
@@ -802,11 +855,13 @@ void collector_free(struct collector *c)
 	if (!c)
 		return;
 	for (size_t i = 0; i < c->tab_cap; i++)
-		if (c->tab[i])
-			site_free(c->tab[i]);
+		if (c->tab[i].s)
+			site_free(c->tab[i].s);
 	free(c->tab);
 	free(c->procs);
+	free(c->hint);
 	free(c->rows);
+	free(c->trends);
 	free(c->prows);
 	free(c);
 }

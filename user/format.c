@@ -267,7 +267,7 @@ static double field_key(const struct snap_site *s, enum sort_field f)
 	}
 }
 
-static int cmp_items(const void *pa, const void *pb, void *arg)
+static inline int cmp_items(const void *pa, const void *pb, void *arg)
 {
 	const struct sort_item *a = pa, *b = pb;
 	const struct item_ctx *c = arg;
@@ -282,6 +282,48 @@ static int cmp_items(const void *pa, const void *pb, void *arg)
 	if (!r)
 		r = (a->pid > b->pid) - (a->pid < b->pid);
 	return c->reverse ? -r : r;
+}
+
+/* Bottom-up merge sort with the comparison inlined: qsort_r's indirect
+ * calls were a third of a refresh's sort at 50k sites. Stable; a merge of
+ * two runs already in order is skipped. */
+static int sort_items(struct sort_item *a, size_t n, const struct item_ctx *c)
+{
+	struct sort_item *tmp = malloc(n * sizeof(*tmp)), *src = a, *dst = tmp;
+
+	if (!tmp)
+		return -ENOMEM;
+	for (size_t w = 1; w < n; w *= 2) {
+		for (size_t lo = 0; lo < n; lo += 2 * w) {
+			size_t mid = lo + w < n ? lo + w : n;
+			size_t hi = lo + 2 * w < n ? lo + 2 * w : n;
+			size_t i = lo, j = mid, k = lo;
+
+			if (mid == hi || cmp_items(&src[mid - 1], &src[mid],
+						   (void *)c) <= 0) {
+				memcpy(dst + lo, src + lo,
+				       (hi - lo) * sizeof(*dst));
+				continue;
+			}
+			while (i < mid && j < hi)
+				dst[k++] = cmp_items(&src[j], &src[i],
+						     (void *)c) < 0
+						   ? src[j++]
+						   : src[i++];
+			while (i < mid)
+				dst[k++] = src[i++];
+			while (j < hi)
+				dst[k++] = src[j++];
+		}
+		struct sort_item *t = src;
+
+		src = dst;
+		dst = t;
+	}
+	if (src != a)
+		memcpy(a, src, n * sizeof(*a));
+	free(tmp);
+	return 0;
 }
 
 void snapshot_sort_sites(struct snap_site *sites, int n, enum sort_field f,
@@ -306,7 +348,11 @@ void snapshot_sort_sites(struct snap_site *sites, int n, enum sort_field f,
 		it[i].pid = sites[i].pid;
 		it[i].idx = (uint32_t)i;
 	}
-	qsort_r(it, (size_t)n, sizeof(*it), cmp_items, &ic);
+	if (sort_items(it, (size_t)n, &ic)) {
+		free(it);
+		qsort_r(sites, (size_t)n, sizeof(*sites), cmp_sites, &c);
+		return;
+	}
 	/* Position j takes row it[j].idx; a placed position gets idx = j. */
 	for (uint32_t i = 0; i < (uint32_t)n; i++) {
 		uint32_t j = i;

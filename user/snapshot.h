@@ -30,7 +30,10 @@ struct snap_site {
 	double growth_bps; /* outstanding bytes per second, recent or since baseline */
 	double alloc_rate, free_rate; /* calls per second over the last interval */
 	double age_s; /* seconds since the site's first allocation */
-	int64_t trend[SNAP_TREND]; /* outstanding bytes, oldest first */
+	/* Outstanding bytes, oldest first: ntrend values in a buffer owned by
+	 * the snapshot (rows stay small to sort; a copy kept past the next
+	 * refresh must copy the values too). */
+	int64_t *trend;
 	int ntrend;
 	bool suspect; /* rose in most of the recent refreshes */
 	const char *function; /* frames[0].func, or a placeholder */

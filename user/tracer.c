@@ -109,6 +109,7 @@ static void tracer_python_forget(struct tracer *t, uint32_t tgid);
 
 /* Names of exited processes, from their exit events (a small cache). */
 #define NCOMMS 4096
+#define ITER_BUF (256 * 1024) /* read() size for the sites iterator */
 struct comm_entry {
 	__u32 tgid;
 	char comm[16];
@@ -141,6 +142,8 @@ struct tracer {
 	void *batch_keys;
 	void *batch_vals;
 	size_t batch_cap;
+	struct bpf_link *sites_iter; /* dump_sites on the sites map, or NULL */
+	char *iter_buf;
 };
 
 
@@ -800,6 +803,18 @@ int tracer_open(struct tracer **out, const struct tracer_opts *o)
 			}
 		}
 	}
+	{
+		union bpf_iter_link_info li = {
+			.map.map_fd = (__u32)bpf_map__fd(t->skel->maps.sites)
+		};
+		LIBBPF_OPTS(bpf_iter_attach_opts, io, .link_info = &li,
+			    .link_info_len = sizeof(li));
+
+		/* Without it the batch lookup serves, only slower. */
+		t->sites_iter = bpf_program__attach_iter(t->skel->progs.dump_sites,
+							 &io);
+		t->iter_buf = t->sites_iter ? malloc(ITER_BUF) : NULL;
+	}
 	t->rb = ring_buffer__new(bpf_map__fd(t->skel->maps.events), on_event,
 				 t, NULL);
 	if (!t->rb) {
@@ -943,6 +958,59 @@ static int emit_site(void *ctx, const void *k, const void *v)
 	return sample_add_site(ctx, &s);
 }
 
+/* Must match struct site_rec in memtop.bpf.c. */
+struct site_rec {
+	struct mt_site_key key;
+	struct mt_stats st;
+};
+
+/*
+ * Read the sites through the dump_sites iterator: one stream of records,
+ * read in ITER_BUF pieces. 1 when there is no iterator (use the batch
+ * lookup); an error after the first record is final, or sites would be
+ * emitted twice.
+ */
+static int read_sites_iter(struct tracer *t, struct raw_sample *raw)
+{
+	size_t have = 0, total = 0;
+	int fd, err = 0;
+
+	if (!t->sites_iter || !t->iter_buf)
+		return 1;
+	fd = bpf_iter_create(bpf_link__fd(t->sites_iter));
+	if (fd < 0)
+		return 1;
+	for (;;) {
+		ssize_t n = read(fd, t->iter_buf + have, ITER_BUF - have);
+		size_t i, nrec;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			err = total ? -errno : 1;
+			break;
+		}
+		if (n == 0)
+			break;
+		have += (size_t)n;
+		nrec = have / sizeof(struct site_rec);
+		for (i = 0; i < nrec && !err; i++) {
+			struct site_rec r;
+
+			memcpy(&r, t->iter_buf + i * sizeof(r), sizeof(r));
+			err = emit_site(raw, &r.key, &r.st);
+		}
+		if (err)
+			break;
+		total += nrec;
+		have -= nrec * sizeof(struct site_rec);
+		memmove(t->iter_buf, t->iter_buf + nrec * sizeof(struct site_rec),
+			have);
+	}
+	close(fd);
+	return err;
+}
+
 /*
  * What reclaimed sites had counted, per process, so that a process's
  * cumulative figures never go down.
@@ -1070,9 +1138,11 @@ int tracer_read(struct tracer *t, struct raw_sample *raw)
 
 	raw->mono_ns = mono_ns();
 	clock_gettime(CLOCK_REALTIME, &raw->wall);
-	err = read_map(t, bpf_map__fd(t->skel->maps.sites),
-		       sizeof(struct mt_site_key), sizeof(struct mt_stats),
-		       emit_site, raw);
+	err = read_sites_iter(t, raw);
+	if (err == 1)
+		err = read_map(t, bpf_map__fd(t->skel->maps.sites),
+			       sizeof(struct mt_site_key),
+			       sizeof(struct mt_stats), emit_site, raw);
 	if (!err)
 		err = sum_procs(raw);
 	if (err) {
@@ -1285,9 +1355,11 @@ void tracer_close(struct tracer *t)
 	free(t->retired);
 	destroy_links(t->links, t->nlinks);
 	free(t->links);
+	bpf_link__destroy(t->sites_iter);
 	memtop_bpf__destroy(t->skel);
 	free(t->percpu);
 	free(t->batch_keys);
+	free(t->iter_buf);
 	free(t->batch_vals);
 	free(t);
 }

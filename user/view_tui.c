@@ -80,6 +80,8 @@ struct tui {
 	const struct snapshot *snap;
 	struct snap_site *frozen; /* the table while paused */
 	int nfrozen, frozen_cap;
+	int64_t *frozen_trends; /* their trends: the snapshot's are reused */
+	int frozen_trends_cap;
 	int *idx; /* rows shown after the filter, into rows() */
 	int nidx, idx_cap;
 	long nrefresh;
@@ -703,6 +705,23 @@ static int freeze(struct tui *t)
 	    copy_into((void **)&t->pfrozen, &t->pfrozen_cap,
 		      np ? t->snap->procs : NULL, np, sizeof(*t->pfrozen)))
 		return -ENOMEM;
+	if (ns > t->frozen_trends_cap) {
+		int64_t *p = realloc(t->frozen_trends,
+				     (size_t)ns * SNAP_TREND * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		t->frozen_trends = p;
+		t->frozen_trends_cap = ns;
+	}
+	for (int i = 0; i < ns; i++) {
+		int64_t *dst = t->frozen_trends + (size_t)i * SNAP_TREND;
+
+		if (t->frozen[i].ntrend)
+			memcpy(dst, t->frozen[i].trend,
+			       sizeof(*dst) * t->frozen[i].ntrend);
+		t->frozen[i].trend = dst;
+	}
 	t->nfrozen = ns;
 	t->npfrozen = np;
 	return 0;
@@ -2207,6 +2226,7 @@ int view_tui_run(struct collector *c, const struct tui_source *src,
 	screen_close(&t);
 	free(t.frozen);
 	free(t.pfrozen);
+	free(t.frozen_trends);
 	free(t.idx);
 	return err;
 }

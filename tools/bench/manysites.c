@@ -2,13 +2,14 @@
  * manysites: a heap with many live blocks under many distinct call stacks,
  * for measuring what a tracer's refresh and memory cost at scale.
  *
- *   manysites [-l levels] [-b blocks_per_stack] [-s size]
+ *   manysites [-l levels] [-n leaves] [-b blocks_per_stack] [-s size]
  *
  * A binary tree of noinline calls (left() or right() at each of -l levels,
- * default 16) reaches 2^levels leaves, each under its own chain of return
- * addresses: 65,536 distinct stacks by default. Each leaf mallocs -b blocks
- * (default 16) of -s bytes (default 64) and keeps them: 1,048,576 live
- * blocks by default, none freed until the process ends.
+ * default 16) reaches up to 2^levels leaves, each under its own chain of
+ * return addresses; the first -n of them (default 50,000) allocate. Each
+ * leaf mallocs -b blocks (default 20) of -s bytes (default 64) and keeps
+ * them: 50,000 distinct stacks and 1,000,000 live blocks by default, none
+ * freed until the process ends.
  *
  * Start protocol: prints "READY <pid>", waits for SIGUSR1 (a tracer attaches
  * in between), allocates, prints "DONE <blocks> <stacks>" and then sleeps
@@ -20,7 +21,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static int levels = 16, per_leaf = 16;
+static int levels = 16, per_leaf = 20;
+static long max_leaves = 50000, leaves;
 static size_t size = 64;
 static void **blocks;
 static long nblocks;
@@ -51,6 +53,8 @@ __attribute__((noinline)) static void right(int d)
 __attribute__((noinline)) static void level(int d)
 {
 	if (d == levels) {
+		if (leaves++ >= max_leaves)
+			return;
 		for (int i = 0; i < per_leaf; i++) {
 			blocks[nblocks] = malloc(size);
 			if (!blocks[nblocks]) {
@@ -72,10 +76,13 @@ int main(int argc, char **argv)
 	sigset_t mask, old;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "l:b:s:")) != -1) {
+	while ((opt = getopt(argc, argv, "l:n:b:s:")) != -1) {
 		switch (opt) {
 		case 'l':
 			levels = atoi(optarg);
+			break;
+		case 'n':
+			max_leaves = atol(optarg);
 			break;
 		case 'b':
 			per_leaf = atoi(optarg);
@@ -84,13 +91,15 @@ int main(int argc, char **argv)
 			size = (size_t)atol(optarg);
 			break;
 		default:
-			fprintf(stderr, "usage: %s [-l levels] [-b blocks_per_stack] [-s size]\n",
+			fprintf(stderr, "usage: %s [-l levels] [-n leaves] [-b blocks_per_stack] [-s size]\n",
 				argv[0]);
 			return 2;
 		}
 	}
-	if (levels < 0 || levels > 24 || per_leaf < 1 || size < 1) {
-		fprintf(stderr, "manysites: levels 0..24, blocks >= 1, size >= 1\n");
+	if (levels < 0 || levels > 24 || max_leaves < 1 || per_leaf < 1 ||
+	    size < 1) {
+		fprintf(stderr,
+			"manysites: levels 0..24, leaves >= 1, blocks >= 1, size >= 1\n");
 		return 2;
 	}
 	blocks = calloc((size_t)per_leaf << levels, sizeof(*blocks));
@@ -107,7 +116,8 @@ int main(int argc, char **argv)
 	while (!go)
 		sigsuspend(&old);
 	level(0);
-	printf("DONE %ld %ld\n", nblocks, 1L << levels);
+	printf("DONE %ld %ld\n", nblocks,
+	       max_leaves < (1L << levels) ? max_leaves : 1L << levels);
 	fflush(stdout);
 	for (;;)
 		pause();
