@@ -36,7 +36,7 @@ struct site_state {
 	uint64_t base_ns;
 	bool has_base;
 	char site_id[17]; /* formatted once: snprintf per row per refresh showed */
-	char *function, *location;
+	const char *function, *location; /* interned */
 	int nframes;
 	struct snap_frame *frames;
 	struct history hist;
@@ -91,6 +91,11 @@ struct collector {
 	struct snap_proc *prows;
 	int prows_cap;
 	struct mt_stack stack_buf;
+	/* Every name, location and module string once (frames of different
+	 * sites share most of them): a set of strings that lives as long as
+	 * the collector. Per-site copies cost ~3 KB a site at 50k sites. */
+	char **pool;
+	size_t pool_cap, pool_n;
 };
 
 static void site_free(struct site_state *s);
@@ -245,21 +250,69 @@ static bool hist_suspect(const struct history *h, int window)
 	return steps >= 3 && rises * 2 > steps && v[h->n - 1] > v[h->n - 1 - steps];
 }
 
-/*
- * Names come from the target's files (symbols, source paths, module names):
- * a control character in one must not reach a terminal or split a CSV line.
- */
-static char *clean_dup(const char *s)
+static uint64_t str_hash(const char *s)
 {
-	char *d = strdup(s);
+	uint64_t h = 0xcbf29ce484222325ull;
 
-	for (char *p = d; p && *p; p++)
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+	return h;
+}
+
+static int pool_grow(struct collector *c)
+{
+	size_t ncap = c->pool_cap ? c->pool_cap * 2 : 4096;
+	char **nt = calloc(ncap, sizeof(*nt));
+
+	if (!nt)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->pool_cap; i++) {
+		size_t j;
+
+		if (!c->pool[i])
+			continue;
+		for (j = str_hash(c->pool[i]) & (ncap - 1); nt[j];
+		     j = (j + 1) & (ncap - 1))
+			;
+		nt[j] = c->pool[i];
+	}
+	free(c->pool);
+	c->pool = nt;
+	c->pool_cap = ncap;
+	return 0;
+}
+
+/*
+ * The pooled copy of s, NULL without memory. Names come from the target's
+ * files (symbols, source paths, module names): a control character in one
+ * must not reach a terminal or split a CSV line, so the copy is cleaned.
+ */
+static const char *intern(struct collector *c, const char *s)
+{
+	char buf[1024], *d;
+	size_t j, len = strnlen(s, sizeof(buf) - 1);
+
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	for (char *p = buf; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = '?';
+	if ((c->pool_n + 1) * 2 > c->pool_cap && pool_grow(c))
+		return NULL;
+	for (j = str_hash(buf) & (c->pool_cap - 1); c->pool[j];
+	     j = (j + 1) & (c->pool_cap - 1))
+		if (!strcmp(c->pool[j], buf))
+			return c->pool[j];
+	d = strdup(buf);
+	if (!d)
+		return NULL;
+	c->pool[j] = d;
+	c->pool_n++;
 	return d;
 }
 
-static char *fmt_unknown(const struct sym_info *si, uint64_t ip)
+static const char *fmt_unknown(struct collector *c, const struct sym_info *si,
+			       uint64_t ip)
 {
 	char buf[512];
 
@@ -268,7 +321,7 @@ static char *fmt_unknown(const struct sym_info *si, uint64_t ip)
 			 si->offset);
 	else
 		snprintf(buf, sizeof(buf), "[unknown 0x%" PRIx64 "]", ip);
-	return clean_dup(buf);
+	return intern(c, buf);
 }
 
 static int site_resolve(struct collector *c, struct site_state *s)
@@ -296,8 +349,8 @@ static int site_resolve(struct collector *c, struct site_state *s)
 		char loc[512];
 
 		f->ip = st->ips[i];
-		f->func = ok && si.func ? clean_dup(si.func)
-					: fmt_unknown(ok ? &si : NULL, f->ip);
+		f->func = ok && si.func ? intern(c, si.func)
+					: fmt_unknown(c, ok ? &si : NULL, f->ip);
 		if (ok && si.file && si.line)
 			snprintf(loc, sizeof(loc), "%s:%d", si.file, si.line);
 		else if (ok && si.module)
@@ -305,8 +358,8 @@ static int site_resolve(struct collector *c, struct site_state *s)
 				 si.module, si.offset);
 		else
 			snprintf(loc, sizeof(loc), "[unknown]");
-		f->location = clean_dup(loc);
-		f->module = clean_dup(ok && si.module ? si.module : "");
+		f->location = intern(c, loc);
+		f->module = intern(c, ok && si.module ? si.module : "");
 		if (!f->func || !f->location || !f->module)
 			return -ENOMEM;
 		s->nframes = i + 1;
@@ -322,12 +375,12 @@ static int site_resolve(struct collector *c, struct site_state *s)
 				break;
 			}
 		}
-		s->function = strdup(s->frames[k].func);
-		s->location = strdup(s->frames[k].location);
+		s->function = s->frames[k].func;
+		s->location = s->frames[k].location;
 	} else {
-		s->function = strdup(s->key.stack_id ? "[stack unavailable]"
-						     : "[stack not captured]");
-		s->location = strdup("[unknown]");
+		s->function = s->key.stack_id ? "[stack unavailable]"
+					      : "[stack not captured]";
+		s->location = "[unknown]";
 	}
 	return s->function && s->location ? 0 : -ENOMEM;
 }
@@ -356,15 +409,9 @@ static struct site_state *site_get(struct collector *c,
 	if (site_resolve(c, s)) {
 		/* Keep the site with what it has: numbers matter more than names. */
 		if (!s->function)
-			s->function = strdup("[no memory]");
+			s->function = "[no memory]";
 		if (!s->location)
-			s->location = strdup("[unknown]");
-		if (!s->function || !s->location) {
-			free(s->function);
-			free(s->location);
-			free(s);
-			return NULL;
-		}
+			s->location = "[unknown]";
 	}
 	slot->key = *k;
 	slot->s = s;
@@ -639,14 +686,7 @@ static int build_snapshot(struct collector *c, size_t n, double dt)
 
 static void site_free(struct site_state *s)
 {
-	for (int i = 0; i < s->nframes; i++) {
-		free((char *)s->frames[i].func);
-		free((char *)s->frames[i].location);
-		free((char *)s->frames[i].module);
-	}
 	free(s->frames);
-	free(s->function);
-	free(s->location);
 	free(s);
 }
 
@@ -859,6 +899,9 @@ void collector_free(struct collector *c)
 			site_free(c->tab[i].s);
 	free(c->tab);
 	free(c->procs);
+	for (size_t i = 0; i < c->pool_cap; i++)
+		free(c->pool[i]);
+	free(c->pool);
 	free(c->hint);
 	free(c->rows);
 	free(c->trends);
