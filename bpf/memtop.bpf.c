@@ -66,6 +66,14 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1 << 16); /* --max-stacks */
+	__type(key, struct mt_site_key);
+	__type(value, struct mt_stack_short);
+} stacks_short SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1 << 14);
 	__type(key, __u32);
 	__type(value, struct mt_stats);
@@ -233,6 +241,16 @@ static __always_inline __u64 capture_stack(void *ctx, __u32 tgid, __u64 ret,
 	h = h ? h : 1;
 	h = py_frames(tgid, h); /* python.bpf.h: the interpreter's frames count too */
 	key.stack_id = h;
+	if (st->nr <= MEMTOP_SHORT_FRAMES) {
+		if (bpf_map_lookup_elem(&stacks_short, &key))
+			return h;
+		if (bpf_map_update_elem(&stacks_short, &key, st, BPF_NOEXIST) &&
+		    !bpf_map_lookup_elem(&stacks_short, &key)) {
+			count(MT_CNT_STACK_FULL);
+			return 0;
+		}
+		return h;
+	}
 	if (bpf_map_lookup_elem(&stacks, &key))
 		return h;
 	if (bpf_map_update_elem(&stacks, &key, st, BPF_NOEXIST) &&

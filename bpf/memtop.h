@@ -72,6 +72,18 @@ struct mt_stack {
 	__u64 ips[MEMTOP_MAX_FRAMES];
 };
 
+/*
+ * Most stacks are short: those of up to MEMTOP_SHORT_FRAMES frames are kept
+ * in "stacks_short" (256 bytes a stack instead of 1 KiB), the rest in
+ * "stacks". Same key in both; a stack is in exactly one.
+ */
+#define MEMTOP_SHORT_FRAMES 31
+struct mt_stack_short {
+	__u32 nr;
+	__u32 pad;
+	__u64 ips[MEMTOP_SHORT_FRAMES];
+};
+
 /* Aggregates; updated atomically by BPF, never reset. */
 struct mt_stats {
 	__s64 outstanding_bytes;

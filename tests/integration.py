@@ -460,6 +460,17 @@ def test_folded(ctx):
             if "main" not in frames[:-1]:
                 errs.append("alloc_malloc folded stack lacks main (outermost "
                             "first?): %s" % ";".join(frames))
+    # 43+ frames: past the short-stack map, every frame still there.
+    deep = per_fn.get("alloc_deep", [])
+    for frames, _ in deep:
+        n = frames.count("deep_recurse")
+        if n != 40 or "main" not in frames:
+            errs.append("alloc_deep stack has %d deep_recurse frames (want "
+                        "40) and %s main: %s" % (
+                            n, "a" if "main" in frames else "no",
+                            ";".join(frames)))
+    if not deep:
+        errs.append("no folded line ending with ';alloc_deep <bytes>'")
     for fn, (eb, _) in exp["fn"].items():
         got = sum(n for _, n in per_fn.get(fn, []))
         if got != eb:

@@ -37,6 +37,8 @@
 _Static_assert(sizeof(struct mt_site_key) == 16, "mt_site_key ABI");
 _Static_assert(sizeof(struct mt_stack) == 8 + 8 * MEMTOP_MAX_FRAMES,
 	       "mt_stack ABI");
+_Static_assert(sizeof(struct mt_stack_short) == 8 + 8 * MEMTOP_SHORT_FRAMES,
+	       "mt_stack_short ABI");
 _Static_assert(sizeof(struct mt_stats) == 64, "mt_stats ABI");
 _Static_assert(sizeof(struct mt_live_key) == 16, "mt_live_key ABI");
 _Static_assert(sizeof(struct mt_live) == 24, "mt_live ABI");
@@ -766,6 +768,8 @@ int tracer_open(struct tracer **out, const struct tracer_opts *o)
 	if (o->max_stacks) {
 		bpf_map__set_max_entries(t->skel->maps.sites, o->max_stacks);
 		bpf_map__set_max_entries(t->skel->maps.stacks, o->max_stacks);
+		bpf_map__set_max_entries(t->skel->maps.stacks_short,
+					 o->max_stacks);
 		bpf_map__set_max_entries(t->skel->maps.py_stacks, o->max_stacks);
 	}
 	bpf_program__set_expected_attach_type(t->skel->progs.alloc_enter,
@@ -1108,6 +1112,7 @@ static void reclaim_idle(struct tracer *t, struct raw_sample *raw)
 {
 	int sites = bpf_map__fd(t->skel->maps.sites);
 	int stacks = bpf_map__fd(t->skel->maps.stacks);
+	int stacks_short = bpf_map__fd(t->skel->maps.stacks_short);
 	struct mt_stats v;
 
 	if (!t->opts.reclaim_ns)
@@ -1127,6 +1132,7 @@ static void reclaim_idle(struct tracer *t, struct raw_sample *raw)
 			continue;
 		}
 		bpf_map_delete_elem(stacks, &r->key);
+		bpf_map_delete_elem(stacks_short, &r->key);
 		retire(t, r);
 	}
 }
@@ -1187,6 +1193,7 @@ void tracer_forget(struct tracer *t, uint32_t tgid)
 {
 	int sites = bpf_map__fd(t->skel->maps.sites);
 	int stacks = bpf_map__fd(t->skel->maps.stacks);
+	int stacks_short = bpf_map__fd(t->skel->maps.stacks_short);
 	struct mt_site_key key, next;
 	bool first = true;
 
@@ -1195,6 +1202,7 @@ void tracer_forget(struct tracer *t, uint32_t tgid)
 		if (!first && key.tgid == tgid) {
 			bpf_map_delete_elem(sites, &key);
 			bpf_map_delete_elem(stacks, &key);
+			bpf_map_delete_elem(stacks_short, &key);
 		}
 		key = next;
 		first = false;
@@ -1202,6 +1210,7 @@ void tracer_forget(struct tracer *t, uint32_t tgid)
 	if (!first && key.tgid == tgid) {
 		bpf_map_delete_elem(sites, &key);
 		bpf_map_delete_elem(stacks, &key);
+		bpf_map_delete_elem(stacks_short, &key);
 	}
 	bpf_map_delete_elem(bpf_map__fd(t->skel->maps.procs), &tgid);
 	for (int i = 0; i < t->nretired; i++)
@@ -1263,6 +1272,15 @@ static void tracer_python_forget(struct tracer *t, uint32_t tgid)
 int tracer_stack(struct tracer *t, const struct mt_site_key *key,
 		 struct mt_stack *out)
 {
+	struct mt_stack_short s;
+
+	if (!bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.stacks_short), key,
+				 &s)) {
+		out->nr = s.nr > MEMTOP_SHORT_FRAMES ? MEMTOP_SHORT_FRAMES : s.nr;
+		out->pad = 0;
+		memcpy(out->ips, s.ips, sizeof(s.ips));
+		return 0;
+	}
 	if (bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.stacks), key, out))
 		return -errno;
 	return 0;

@@ -205,6 +205,28 @@ GT_NOINLINE static void alloc_pvalloc(void)
 	gt_add("alloc_pvalloc", 5000, 1); /* requested, not rounded */
 }
 
+/* A stack deeper than the short-stack map holds (31 frames): kept whole. */
+#define DEEP_LEVELS 40
+
+GT_NOINLINE static void alloc_deep(void)
+{
+	for (int i = 0; i < 2; i++) {
+		if (!(sink = malloc(777)))
+			gt_die("deep malloc");
+	}
+	gt_add("alloc_deep", 2 * 777, 2);
+	gt_cum("alloc_deep", 2, 0);
+}
+
+GT_NOINLINE static void deep_recurse(int n)
+{
+	if (n > 1)
+		deep_recurse(n - 1);
+	else
+		alloc_deep();
+	__asm__ volatile("" ::: "memory"); /* a call, not a jump */
+}
+
 GT_NOINLINE static void free_some(void)
 {
 	void *p[20];
@@ -239,6 +261,7 @@ int main(void)
 	gt_ready_and_wait();
 
 	alloc_malloc();
+	deep_recurse(DEEP_LEVELS);
 	alloc_calloc();
 	alloc_realloc_null();
 	alloc_realloc_move(realloc_move_src());
