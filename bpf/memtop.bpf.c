@@ -360,7 +360,6 @@ static __always_inline void record(__u32 tgid, __u64 addr, __u64 size,
 	ss = stats_get(&sites, &sk, MT_CNT_SITE_FULL, now);
 	if (!ss)
 		return;
-	lv.ts_ns = now;
 	err = bpf_map_update_elem(&live, &lk, &lv, BPF_NOEXIST);
 	if (err == -17 /* EEXIST: its free was missed */) {
 		release(tgid, addr);

@@ -41,7 +41,7 @@ _Static_assert(sizeof(struct mt_stack_short) == 8 + 8 * MEMTOP_SHORT_FRAMES,
 	       "mt_stack_short ABI");
 _Static_assert(sizeof(struct mt_stats) == 64, "mt_stats ABI");
 _Static_assert(sizeof(struct mt_live_key) == 16, "mt_live_key ABI");
-_Static_assert(sizeof(struct mt_live) == 24, "mt_live ABI");
+_Static_assert(sizeof(struct mt_live) == 16, "mt_live ABI");
 _Static_assert(sizeof(struct mt_inflight) == 56, "mt_inflight ABI");
 
 struct probe_sym {

@@ -4,7 +4,7 @@
  *
  *   manysites [-l levels] [-n leaves] [-b blocks_per_stack] [-s size]
  *
- * A binary tree of noinline calls (left() or right() at each of -l levels,
+ * A binary tree of noinline calls (two call sites per level, -l levels,
  * default 16) reaches up to 2^levels leaves, each under its own chain of
  * return addresses; the first -n of them (default 50,000) allocate. Each
  * leaf mallocs -b blocks (default 20) of -s bytes (default 64) and keeps
@@ -34,22 +34,11 @@ static void on_usr1(int sig)
 	go = 1;
 }
 
-static void level(int d);
-
-/* The empty asm after each call keeps it a call, not a tail jump: the
- * return addresses are what make the stacks distinct. */
-__attribute__((noinline)) static void left(int d)
-{
-	level(d + 1);
-	__asm__ volatile("" ::: "memory");
-}
-
-__attribute__((noinline)) static void right(int d)
-{
-	level(d + 1);
-	__asm__ volatile("" ::: "memory");
-}
-
+/*
+ * Two call sites of level() per level: their return addresses differ, so
+ * each leaf has its own stack, one frame per level (about 20 frames in
+ * all, a typical depth). The empty asm keeps each a call, not a jump.
+ */
 __attribute__((noinline)) static void level(int d)
 {
 	if (d == levels) {
@@ -65,8 +54,9 @@ __attribute__((noinline)) static void level(int d)
 		}
 		return;
 	}
-	left(d);
-	right(d);
+	level(d + 1);
+	__asm__ volatile("" ::: "memory");
+	level(d + 1);
 	__asm__ volatile("" ::: "memory");
 }
 
