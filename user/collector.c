@@ -86,6 +86,10 @@ struct collector {
 	struct snapshot snap;
 	struct snap_site *rows;
 	size_t rows_cap;
+	/* Last refresh's sorted order, as indices of rows in sample order:
+	 * the next sort starts from it. */
+	uint32_t *order;
+	size_t norder;
 	int64_t *trends; /* collapsed rows' summed trends, trends_cap rows */
 	size_t trends_cap;
 	struct snap_proc *prows;
@@ -680,7 +684,26 @@ static int build_snapshot(struct collector *c, size_t n, double dt)
 	s->baseline = c->baseline;
 	if (s->nprocs)
 		qsort(s->procs, s->nprocs, sizeof(*s->procs), cmp_proc);
-	snapshot_sort_sites(s->sites, s->nsites, c->opts.sort, c->opts.reverse);
+	if (n > c->norder || !c->order) {
+		uint32_t *o = realloc(c->order, (n ? n : 1) * sizeof(*o));
+
+		if (!o)
+			return -ENOMEM;
+		c->order = o;
+	} else if (n < c->norder) {
+		c->norder = 0; /* not a permutation of 0..n-1 any more */
+	}
+	if (c->collapse) {
+		snapshot_sort_sites(s->sites, s->nsites, c->opts.sort,
+				    c->opts.reverse);
+		c->norder = 0;
+	} else {
+		snapshot_sort_sites_from(s->sites, s->nsites, c->opts.sort,
+					 c->opts.reverse,
+					 c->norder == n ? c->order : NULL,
+					 c->order);
+		c->norder = n;
+	}
 	return 0;
 }
 
@@ -902,6 +925,7 @@ void collector_free(struct collector *c)
 	for (size_t i = 0; i < c->pool_cap; i++)
 		free(c->pool[i]);
 	free(c->pool);
+	free(c->order);
 	free(c->hint);
 	free(c->rows);
 	free(c->trends);

@@ -329,6 +329,13 @@ static int sort_items(struct sort_item *a, size_t n, const struct item_ctx *c)
 void snapshot_sort_sites(struct snap_site *sites, int n, enum sort_field f,
 			 bool reverse)
 {
+	snapshot_sort_sites_from(sites, n, f, reverse, NULL, NULL);
+}
+
+void snapshot_sort_sites_from(struct snap_site *sites, int n,
+			      enum sort_field f, bool reverse,
+			      const uint32_t *start, uint32_t *order)
+{
 	struct sort_ctx c = {.field = f, .reverse = reverse};
 	struct item_ctx ic = {.rows = sites, .reverse = reverse};
 	struct sort_item *it;
@@ -339,20 +346,31 @@ void snapshot_sort_sites(struct snap_site *sites, int n, enum sort_field f,
 	it = f == SORT_FUNCTION ? NULL : malloc((size_t)n * sizeof(*it));
 	if (!it) {
 		qsort_r(sites, (size_t)n, sizeof(*sites), cmp_sites, &c);
+		if (order)
+			for (int i = 0; i < n; i++)
+				order[i] = (uint32_t)i;
 		return;
 	}
 	for (int i = 0; i < n; i++) {
-		it[i].k = field_key(&sites[i], f);
-		it[i].ob = sites[i].outstanding_bytes;
-		it[i].sid = sites[i].stack_id;
-		it[i].pid = sites[i].pid;
-		it[i].idx = (uint32_t)i;
+		uint32_t r = start ? start[i] : (uint32_t)i;
+
+		it[i].k = field_key(&sites[r], f);
+		it[i].ob = sites[r].outstanding_bytes;
+		it[i].sid = sites[r].stack_id;
+		it[i].pid = sites[r].pid;
+		it[i].idx = r;
 	}
 	if (sort_items(it, (size_t)n, &ic)) {
 		free(it);
 		qsort_r(sites, (size_t)n, sizeof(*sites), cmp_sites, &c);
+		if (order)
+			for (int i = 0; i < n; i++)
+				order[i] = (uint32_t)i; /* a permutation, if no hint */
 		return;
 	}
+	if (order)
+		for (int i = 0; i < n; i++)
+			order[i] = it[i].idx;
 	/* Position j takes row it[j].idx; a placed position gets idx = j. */
 	for (uint32_t i = 0; i < (uint32_t)n; i++) {
 		uint32_t j = i;

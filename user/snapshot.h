@@ -100,5 +100,14 @@ int sort_field_parse(const char *s, enum sort_field *out);
 /* Sort sites in place; reverse for ascending. */
 void snapshot_sort_sites(struct snap_site *sites, int n, enum sort_field f,
 			 bool reverse);
+/*
+ * The same, starting from the rows in the order start[0..n) (a permutation
+ * of 0..n-1, or NULL): the sort is near-linear when that order is already
+ * nearly sorted, as last refresh's order is. order (may be start, or NULL)
+ * receives, for each sorted position, the index the row had before.
+ */
+void snapshot_sort_sites_from(struct snap_site *sites, int n,
+			      enum sort_field f, bool reverse,
+			      const uint32_t *start, uint32_t *order);
 
 #endif

@@ -722,17 +722,31 @@ static void test_many_sites(void)
 	printf("# %d sites\n", NBIG);
 	memset(&raw, 0, sizeof(raw));
 	memset(&fctx, 0, sizeof(fctx));
-	for (int t = 0; t < 2; t++) {
+	/* The sort starts from the last refresh's order: a new order (t = 2
+	 * shuffles the sizes) must come out sorted all the same. */
+	for (int t = 0; t < 3; t++) {
+		int ok = 1;
+
 		sample_reset(&raw);
 		raw.mono_ns = T0 + (uint64_t)t * SEC;
 		for (int i = 0; i < NBIG; i++)
 			add_site(&raw, 500, 0x100000 + (uint64_t)i,
-				 (int64_t)(i % 997) * 8 + t, 1, 1 + t, 0);
+				 t < 2 ? (int64_t)(i % 997) * 8 + t
+				       : (int64_t)((i * 7919) % 1009) * 8,
+				 1, 1 + t, 0);
 		p = add_proc(&raw, 500, "big", true, true);
 		proc_sum_sites(&raw, p);
 		err = collector_update(c, &raw, &s);
 		check(!err && s->nsites == NBIG, "update %d: %d sites", t,
 		      NBIG);
+		for (int i = 1; !err && i < s->nsites; i++)
+			if (s->sites[i - 1].outstanding_bytes <
+				    s->sites[i].outstanding_bytes ||
+			    (s->sites[i - 1].outstanding_bytes ==
+				     s->sites[i].outstanding_bytes &&
+			     s->sites[i - 1].stack_id > s->sites[i].stack_id))
+				ok = 0;
+		check(ok, "update %d: sorted (bytes, then site id)", t);
 	}
 	check_i64(fctx.stack_calls, NBIG, "each stack fetched once");
 	for (int i = 1; i < s->nsites; i++)
