@@ -32,7 +32,7 @@ ALL_CFLAGS := $(OPTFLAGS) -std=gnu11 $(WARN) $(SAN) -MMD -MP -I$(BUILD) -Ibpf \
 LDLIBS     += $(PKG_LIBS) -lelf -lz -lstdc++ -lm
 LDFLAGS    += $(SAN)
 
-BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -I$(dir $(VMLINUX)) \
+BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -I$(dir $(VMLINUX)) \
 	      -Ibpf -Wall -Werror
 
 USER_SRCS  := $(wildcard user/*.c)

@@ -554,9 +554,22 @@ class SkipTest(Exception):
     pass
 
 
+def test_xfree(ctx):
+    """Frees on another thread (another CPU) than the malloc, at once."""
+    res, rows = traced_run(ctx, ["gt_xfree"])
+    for w, exp in res:
+        verify(rows, w.pid, exp, notes=ctx.notes, comm=w.name)
+        proc, _ = last_sample(rows, w.pid, False)
+        check(proc["unknown_frees"] == 0 and proc["lost_events"] == 0,
+              "gt_xfree: every free is of a block memtop saw allocated: "
+              "unknown_frees=%s lost_events=%s, expected 0 and 0" %
+              (proc["unknown_frees"], proc["lost_events"]))
+
+
 TESTS = [
     ("basic", simple_test("gt_basic")),
     ("threads", simple_test("gt_threads", stack_root="worker")),
+    ("xfree", test_xfree),
     ("cxx", simple_test("gt_cxx")),
     ("static", simple_test("gt_static",
                            lib_for=lambda w: "/proc/%d/exe" % w.pid)),

@@ -433,8 +433,10 @@ def test_fault_map_full(ctx):
     proc, sites = it.last_sample(rows, w.pid)
     n = exp["fn"]["many_alloc"][1]
     tracked = proc["outstanding_allocs"]
-    check(0 < tracked <= 1000, "outstanding_allocs %s, expected 1..1000" %
-          tracked)
+    # The live map holds 1000; each CPU's newest block waits outside it.
+    cap = 1000 + (os.cpu_count() or 1)
+    check(0 < tracked <= cap, "outstanding_allocs %s, expected 1..%d" %
+          (tracked, cap))
     check(proc["lost_events"] >= n - tracked,
           "lost_events %s, expected >= %d (%d blocks, %d tracked)" %
           (proc["lost_events"], n - tracked, n, tracked))

@@ -757,6 +757,7 @@ int tracer_open(struct tracer **out, const struct tracer_opts *o)
 	t->skel->rodata->self_tgid = getpid();
 	t->skel->rodata->empty_programs = o->empty;
 	t->skel->rodata->show_allocator = o->show_allocator;
+	t->skel->rodata->nr_cpus = (__u32)(t->ncpus > 0 ? t->ncpus : 1);
 	t->skel->rodata->filter_targets = o->filter;
 	t->skel->rodata->system_wide = o->npids == 0;
 	t->skel->rodata->follow_forks = o->follow;
