@@ -257,11 +257,13 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err,
 		case OPT_RECLAIM:
 			errno = 0;
 			cfg->reclaim_s = strtod(optarg, &end);
+			/* At least 1 s: BPF trusts a cached stack for a second. */
 			if (errno || end == optarg || *end ||
 			    !isfinite(cfg->reclaim_s) || cfg->reclaim_s < 0 ||
+			    (cfg->reclaim_s > 0 && cfg->reclaim_s < 1) ||
 			    cfg->reclaim_s > 86400)
 				return fail(err, errlen,
-					    "invalid --reclaim-after '%s': expected seconds between 0 (never) and 86400",
+					    "invalid --reclaim-after '%s': expected 0 (never) or seconds from 1 to 86400",
 					    optarg);
 			break;
 		case OPT_COMM:

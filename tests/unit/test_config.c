@@ -190,6 +190,10 @@ static void test_numbers(void)
 	rc = parse("-p", "1", "--max-allocs", "268435456", NULL);
 	check(rc == CONFIG_RUN && cfg.max_allocs == 1ul << 28,
 	      "--max-allocs 2^28");
+	expect_err(parse("-p", "1", "--reclaim-after", "0.5", NULL),
+		   "--reclaim-after", "--reclaim-after 0.5 (below 1 s)");
+	rc = parse("-p", "1", "--reclaim-after", "0", NULL);
+	check(rc == CONFIG_RUN && cfg.reclaim_s == 0, "--reclaim-after 0 (never) accepted");
 	expect_err(parse("-p", "1", "--max-allocs", "0", NULL), "--max-allocs",
 		   "--max-allocs 0");
 	expect_err(parse("-p", "1", "--max-allocs", "268435457", NULL),
