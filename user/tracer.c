@@ -145,6 +145,7 @@ struct tracer {
 	void *batch_vals;
 	size_t batch_cap;
 	struct bpf_link *sites_iter; /* dump_sites on the sites map, or NULL */
+	bool flush_warned;
 	char *iter_buf;
 };
 
@@ -1145,6 +1146,20 @@ int tracer_read(struct tracer *t, struct raw_sample *raw)
 
 	raw->mono_ns = mono_ns();
 	clock_gettime(CLOCK_REALTIME, &raw->wall);
+	/* Blocks still waiting in the per-CPU pending slots are charged to
+	 * their sites first (memtop.bpf.c: flush_pending). */
+	{
+		LIBBPF_OPTS(bpf_test_run_opts, ro);
+
+		if (bpf_prog_test_run_opts(
+			    bpf_program__fd(t->skel->progs.flush_pending), &ro) &&
+		    !t->flush_warned) {
+			t->flush_warned = true;
+			fprintf(stderr,
+				"memtop: cannot flush the pending blocks (%s): the newest block of each CPU may show one refresh late\n",
+				strerror(errno));
+		}
+	}
 	err = read_sites_iter(t, raw);
 	if (err == 1)
 		err = read_map(t, bpf_map__fd(t->skel->maps.sites),
