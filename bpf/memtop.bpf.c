@@ -27,6 +27,8 @@ const volatile bool system_wide = false;
 const volatile bool follow_forks = false;
 /* --min-size: allocations smaller than this are not recorded. */
 const volatile __u64 min_size = 0;
+/* --depth: frames kept per stack (the innermost). */
+const volatile __u32 max_depth = MEMTOP_MAX_FRAMES;
 /* --sample: record one outermost allocation in sample_every. */
 const volatile __u32 sample_every = 0;
 /* --show-allocator: keep the allocator's own frame at the top of stacks. */
@@ -242,7 +244,7 @@ static __always_inline __u64 capture_stack(void *ctx, __u32 tgid, __u64 ret,
 	}
 	st->ips[nr++ & 127] = ret;
 	h = (h ^ ret) * 0xff51afd7ed558ccdULL;
-	for (i = 0; i < MEMTOP_MAX_FRAMES - 2 && fp; i++) {
+	for (i = 0; i < MEMTOP_MAX_FRAMES - 2 && fp && nr < max_depth; i++) {
 		off = fp - sp;
 		if (chunk && fp >= sp && off <= sizeof(chunk->w) - 16 &&
 		    !(off & 7)) {

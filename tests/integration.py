@@ -29,7 +29,7 @@ import time
 HEADER = ("timestamp,elapsed_s,pid,comm,scope,site_id,function,location,stack,"
           "outstanding_bytes,outstanding_allocs,allocs,frees,alloc_bytes,"
           "rss_bytes,free_bytes,growth_bps,alloc_rate,free_rate,lost_events,"
-          "unknown_frees,scale,mmap_bytes").split(",")
+          "unknown_frees,scale,mmap_bytes,min_size,depth").split(",")
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
 READY_TIMEOUT = 10
@@ -230,7 +230,7 @@ def read_csv(path):
             d["pid"] = int(d["pid"])
             for k in ("outstanding_bytes", "outstanding_allocs", "allocs", "frees",
                       "alloc_bytes", "free_bytes", "lost_events", "unknown_frees",
-                      "scale", "mmap_bytes"):
+                      "scale", "mmap_bytes", "min_size", "depth"):
                 d[k] = int(d[k]) if d[k] != "" else None
         except ValueError as e:
             raise TestFailure("CSV line %d: bad number: %s: %r" % (i, e, r))
@@ -554,6 +554,42 @@ class SkipTest(Exception):
     pass
 
 
+def test_depth(ctx):
+    """--depth 3: stacks of at most 3 frames, figures still exact, the mode
+    labelled in CSV, batch and folded output."""
+    folded = os.path.join(ctx.tmp, "memtop.folded")
+    res, rows = traced_run(ctx, ["gt_basic"],
+                           extra=["--depth", "3", "--folded", folded])
+    w, exp = res[0]
+    proc, sites = last_sample(rows, w.pid)
+    errs = []
+    if (proc["outstanding_bytes"], proc["outstanding_allocs"]) != exp["total"]:
+        errs.append("process total %s B / %s, expected %d B / %d" % (
+            proc["outstanding_bytes"], proc["outstanding_allocs"],
+            exp["total"][0], exp["total"][1]))
+    agg = aggregate(sites)
+    for fn, (eb, ea) in sorted(exp["fn"].items()):
+        got = tuple(agg[fn][:2]) if fn in agg else (0, 0)
+        if got != (eb, ea):
+            errs.append("%s: expected %d B in %d, got %s" % (fn, eb, ea, got))
+    for r in sites:
+        n = len(r["stack"].split(";")) if r["stack"] else 0
+        if n > 3:
+            errs.append("site %s has %d frames: %s" % (r["function"], n,
+                                                        r["stack"]))
+    if any(r["depth"] != 3 for r in rows):
+        errs.append("CSV depth column not 3 on every row")
+    with open(folded) as f:
+        lines = [l for l in f if l.strip()]
+    if not lines or not all(l.startswith("[memtop: stacks cut at 3 frames];")
+                            for l in lines):
+        errs.append("folded lines not rooted at the --depth label: %r" %
+                    lines[:2])
+    elif sum(int(l.rsplit(" ", 1)[1]) for l in lines) != exp["total"][0]:
+        errs.append("folded lines do not sum to the total")
+    check(not errs, "\n    ".join(errs))
+
+
 def test_xfree(ctx):
     """Frees on another thread (another CPU) than the malloc, at once."""
     res, rows = traced_run(ctx, ["gt_xfree"])
@@ -570,6 +606,7 @@ TESTS = [
     ("basic", simple_test("gt_basic")),
     ("threads", simple_test("gt_threads", stack_root="worker")),
     ("xfree", test_xfree),
+    ("depth", test_depth),
     ("cxx", simple_test("gt_cxx")),
     ("static", simple_test("gt_static",
                            lib_for=lambda w: "/proc/%d/exe" % w.pid)),

@@ -838,6 +838,8 @@ int collector_update(struct collector *c, const struct raw_sample *raw,
 		return err;
 	s->seq = c->seq;
 	s->scale = c->opts.scale > 1 ? c->opts.scale : 1;
+	s->min_size = c->opts.min_size;
+	s->depth = c->opts.depth;
 	s->wall = raw->wall;
 	s->elapsed_s = (double)(raw->mono_ns - c->start_ns) / 1e9;
 	s->interval_s = dt;

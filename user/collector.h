@@ -32,6 +32,8 @@ struct collector_opts {
 	uint64_t start_ns; /* CLOCK_MONOTONIC when tracing started; 0 = first update */
 	int function_frame; /* frame naming the site: 1 when stacks start in the allocator */
 	unsigned scale; /* --sample N: figures multiplied by N (estimates); 0/1 exact */
+	uint64_t min_size; /* --min-size: smaller blocks not recorded (0 = all) */
+	unsigned depth; /* --depth: stacks cut to this many frames (0 = whole) */
 };
 
 int collector_new(struct collector **out, const struct collector_opts *opts,

@@ -27,6 +27,7 @@ enum {
 	OPT_COMM,
 	OPT_RECLAIM,
 	OPT_MIN_SIZE,
+	OPT_DEPTH,
 	OPT_SAMPLE,
 	OPT_SHOW_ALLOCATOR,
 	OPT_BENCH_EMPTY,
@@ -57,6 +58,7 @@ static const struct option long_opts[] = {
 	{ "comm", required_argument, NULL, OPT_COMM },
 	{ "reclaim-after", required_argument, NULL, OPT_RECLAIM },
 	{ "min-size", required_argument, NULL, OPT_MIN_SIZE },
+	{ "depth", required_argument, NULL, OPT_DEPTH },
 	{ "sample", required_argument, NULL, OPT_SAMPLE },
 	{ "show-allocator", no_argument, NULL, OPT_SHOW_ALLOCATOR },
 	{ "bench-empty-probes", no_argument, NULL, OPT_BENCH_EMPTY },
@@ -78,6 +80,7 @@ void config_usage(FILE *f)
 		"      --comm NAME         only processes whose command name is NAME\n"
 		"      --min-size BYTES    record only allocations of at least BYTES\n"
 		"      --sample N          record one allocation in N, figures scaled (estimates)\n"
+		"      --depth N           keep only the N innermost frames of each stack\n"
 		"  -b, --batch             print text samples instead of the live screen\n"
 		"  -d, --delay SECS        refresh interval (default 1, fractions allowed)\n"
 		"  -n, --iterations N      stop after N samples\n"
@@ -279,6 +282,13 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err,
 					    "invalid --min-size '%s': expected a number of bytes > 0",
 					    optarg);
 			cfg->min_size = (unsigned long long)v;
+			break;
+		case OPT_DEPTH:
+			if (parse_long(optarg, 1, MEMTOP_MAX_FRAMES, &v))
+				return fail(err, errlen,
+					    "invalid --depth '%s': expected 1 to %d frames",
+					    optarg, MEMTOP_MAX_FRAMES);
+			cfg->depth = (unsigned)v;
 			break;
 		case OPT_SAMPLE:
 			if (parse_long(optarg, 1, 1000000, &v))

@@ -40,6 +40,7 @@ struct config {
 	bool has_uid;
 	const char *comm; /* --comm: only processes of this name */
 	unsigned long long min_size; /* --min-size */
+	unsigned depth; /* --depth: frames kept per stack; 0 = all */
 	unsigned sample_every; /* --sample N */
 	double reclaim_s; /* --reclaim-after: idle empty stacks are dropped */
 	bool show_allocator; /* --show-allocator */

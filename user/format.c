@@ -117,6 +117,26 @@ static const struct {
 	{"function", SORT_FUNCTION},
 };
 
+char *snapshot_modes(const struct snapshot *s, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	if (!len)
+		return buf;
+	buf[0] = '\0';
+	if (s->scale > 1)
+		n += (size_t)snprintf(buf + n, len - n,
+				      "estimated (1 in %u sampled)", s->scale);
+	if (s->min_size && n < len)
+		n += (size_t)snprintf(buf + n, len - n,
+				      "%sblocks >= %llu B only", n ? ", " : "",
+				      (unsigned long long)s->min_size);
+	if (s->depth && n < len)
+		snprintf(buf + n, len - n, "%sstacks cut at %u frames",
+			 n ? ", " : "", s->depth);
+	return buf;
+}
+
 const char *sort_field_name(enum sort_field f)
 {
 	size_t i;

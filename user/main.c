@@ -511,6 +511,7 @@ int main(int argc, char **argv)
 	topts.filter = a.has_child || a.cfg.follow;
 	topts.follow = a.cfg.follow;
 	topts.min_size = a.cfg.min_size;
+	topts.depth = a.cfg.depth;
 	topts.sample_every = a.cfg.sample_every;
 	topts.reclaim_ns = (uint64_t)(a.cfg.reclaim_s * 1e9);
 	topts.python = a.cfg.python;
@@ -536,6 +537,8 @@ int main(int argc, char **argv)
 	copts.reverse = a.cfg.reverse;
 	copts.function_frame = a.cfg.show_allocator ? 1 : 0;
 	copts.scale = a.cfg.sample_every;
+	copts.min_size = a.cfg.min_size;
+	copts.depth = a.cfg.depth;
 	hooks.ctx = &a;
 	hooks.stack = hook_stack;
 	hooks.symbolize = hook_symbolize;

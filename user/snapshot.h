@@ -80,6 +80,8 @@ struct snapshot {
 	double interval_s; /* since the previous snapshot */
 	uint64_t seq; /* 1 for the first snapshot */
 	unsigned scale; /* 1: exact; N (--sample N): figures are estimates, x N */
+	uint64_t min_size; /* --min-size: blocks below not counted; 0 = all */
+	unsigned depth; /* --depth: stacks cut to this many frames; 0 = whole */
 	uint64_t lost[MT_CNT_NR];
 	uint64_t recursion_misses;
 	uint64_t lost_total; /* every lost event except unknown frees */
@@ -96,6 +98,12 @@ struct snapshot {
 };
 
 const char *sort_field_name(enum sort_field f);
+/*
+ * The cheaper modes in force, for every view to label its figures with:
+ * "estimated (1 in N sampled)", "blocks >= N B only", "stacks cut at N
+ * frames", comma-separated; "" when none. Returns buf.
+ */
+char *snapshot_modes(const struct snapshot *s, char *buf, size_t len);
 int sort_field_parse(const char *s, enum sort_field *out);
 /* Sort sites in place; reverse for ascending. */
 void snapshot_sort_sites(struct snap_site *sites, int n, enum sort_field f,

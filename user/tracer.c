@@ -763,6 +763,8 @@ int tracer_open(struct tracer **out, const struct tracer_opts *o)
 	t->skel->rodata->system_wide = o->npids == 0;
 	t->skel->rodata->follow_forks = o->follow;
 	t->skel->rodata->min_size = o->min_size;
+	if (o->depth)
+		t->skel->rodata->max_depth = o->depth;
 	t->skel->rodata->sample_every = o->sample_every;
 	t->skel->rodata->python_frames = o->python != PYTHON_OFF; /* issue 7 */
 	if (o->max_allocs)

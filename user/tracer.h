@@ -32,6 +32,7 @@ struct tracer_opts {
 	bool filter;
 	bool follow;
 	uint64_t min_size; /* allocations below are not recorded */
+	unsigned depth; /* frames captured per stack; 0 = all */
 	uint32_t sample_every; /* record one in N allocations; 0/1 = all */
 	uint64_t reclaim_ns; /* idle empty sites are deleted after this; 0 never */
 	enum python_mode python; /* --python (issue 7) */

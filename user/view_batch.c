@@ -48,7 +48,7 @@ static const char *fit_func(char *buf, size_t len, const char *s, int width)
 
 static void print_summary(FILE *f, const struct snapshot *s)
 {
-	char ts[40], a[32], b[32], c[32], m[32];
+	char ts[40], a[32], b[32], c[32], m[128];
 	int i;
 
 	fmt_iso8601(ts, sizeof(ts), &s->wall);
@@ -57,8 +57,8 @@ static void print_summary(FILE *f, const struct snapshot *s)
 		"%s",
 		ts, s->elapsed_s, s->interval_s, s->seq,
 		s->baseline ? "  (growth since baseline)" : "");
-	if (s->scale > 1)
-		fprintf(f, "  estimated (1 in %u sampled)", s->scale);
+	if (*snapshot_modes(s, m, sizeof(m)))
+		fprintf(f, "  %s", m);
 	fputc('\n', f);
 	for (i = 0; i < s->nprocs; i++) {
 		const struct snap_proc *p = &s->procs[i];

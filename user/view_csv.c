@@ -27,7 +27,7 @@
 	"timestamp,elapsed_s,pid,comm,scope,site_id,function,location,stack,"  \
 	"outstanding_bytes,outstanding_allocs,allocs,frees,alloc_bytes,"       \
 	"rss_bytes,free_bytes,growth_bps,alloc_rate,free_rate,lost_events,"    \
-	"unknown_frees,scale,mmap_bytes\n"
+	"unknown_frees,scale,mmap_bytes,min_size,depth\n"
 
 struct csv_writer {
 	int fd;
@@ -185,7 +185,9 @@ static void proc_row(FILE *m, const char *ts, const struct snapshot *s,
 		p->outstanding_bytes, p->outstanding_allocs, p->allocs,
 		p->frees, p->alloc_bytes, p->rss_bytes, p->free_bytes);
 	row_end(m, s, p->growth_bps, p->alloc_rate, p->free_rate);
-	fprintf(m, ",%" PRId64 "\n", p->mmap_bytes); /* issue 7 */
+	/* min_size, depth: the cheaper modes (0 = off) label every row. */
+	fprintf(m, ",%" PRId64 ",%" PRIu64 ",%u\n", p->mmap_bytes,
+		(uint64_t)s->min_size, s->depth); /* issue 7 */
 }
 
 static void site_row(FILE *m, const char *ts, const struct snapshot *s,
@@ -206,7 +208,8 @@ static void site_row(FILE *m, const char *ts, const struct snapshot *s,
 		st->outstanding_bytes, st->outstanding_allocs, st->allocs,
 		st->frees, st->alloc_bytes, st->free_bytes);
 	row_end(m, s, st->growth_bps, st->alloc_rate, st->free_rate);
-	fputs(",\n", m); /* mmap_bytes: per process only */
+	/* mmap_bytes: per process only */
+	fprintf(m, ",,%" PRIu64 ",%u\n", (uint64_t)s->min_size, s->depth);
 }
 
 /* Largest first, whatever order the screen is sorted in. */

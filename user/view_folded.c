@@ -50,10 +50,16 @@ static const struct snap_proc *find_proc(const struct snapshot *s, uint32_t pid)
 }
 
 static void folded_line(FILE *m, const struct snapshot *s,
-			const struct snap_site *st)
+			const struct snap_site *st, const char *modes)
 {
 	int i;
 
+	/* Estimates and cut stacks say so at the root of the flame graph. */
+	if (*modes) {
+		fputs("[memtop: ", m);
+		put_name(m, modes);
+		fputs("];", m);
+	}
 	/* With several processes, the root frame tells them apart. */
 	if (s->nprocs > 1) {
 		const struct snap_proc *p = find_proc(s, st->pid);
@@ -76,19 +82,20 @@ static void folded_line(FILE *m, const struct snapshot *s,
 
 int folded_write(const char *path, const struct snapshot *s)
 {
-	char *buf = NULL;
+	char *buf = NULL, modes[160];
 	size_t len = 0;
 	FILE *m;
 	int i, fd, err;
 
 	if (!path || !*path || !s)
 		return -EINVAL;
+	snapshot_modes(s, modes, sizeof(modes));
 	m = open_memstream(&buf, &len);
 	if (!m)
 		return -errno;
 	for (i = 0; i < s->nsites; i++)
 		if (s->sites[i].outstanding_bytes > 0)
-			folded_line(m, s, &s->sites[i]);
+			folded_line(m, s, &s->sites[i], modes);
 	/* A memstream only fails by running out of memory. */
 	err = ferror(m);
 	if (fclose(m) || err) {

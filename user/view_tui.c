@@ -1201,7 +1201,7 @@ static void draw_summary(struct tui *t)
 {
 	const struct snapshot *s = t->snap;
 	const struct snap_proc *dp = NULL; /* the process drilled into */
-	char a[48], b[48], c[48];
+	char a[48], b[48], c[48], modes[128];
 	int64_t dbytes = 0, dallocs = 0, obytes, oallocs;
 	double arate, frate;
 	uint64_t rss;
@@ -1265,9 +1265,9 @@ static void draw_summary(struct tui *t)
 	x = putf(t, 1, x + 1, A_NORMAL, "%s in %" PRId64 " allocs",
 		 fmt_fit(a, sizeof(a), (double)obytes, t->unit, 99, false),
 		 oallocs);
-	if (s->scale > 1)
+	if (*snapshot_modes(s, modes, sizeof(modes)))
 		x = putf(t, 1, x + 1, cattr(t, CP_SUSPECT, A_BOLD) | A_BOLD,
-			 "estimated (1 in %u sampled)", s->scale);
+			 "%s", modes);
 	x = putf(t, 1, x + 2, A_NORMAL,
 		 "change %s (%s/s), %+" PRId64 " allocs (%+.1f/s)",
 		 fmt_fit(b, sizeof(b), (double)dbytes, t->unit, 99, true),

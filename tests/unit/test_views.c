@@ -289,6 +289,8 @@ enum {
 	C_UNKNOWN,
 	C_SCALE,
 	C_MMAP, /* issue 7 */
+	C_MIN_SIZE,
+	C_DEPTH,
 	C_NR
 };
 
@@ -296,7 +298,7 @@ static const char *header =
 	"timestamp,elapsed_s,pid,comm,scope,site_id,function,location,stack,"
 	"outstanding_bytes,outstanding_allocs,allocs,frees,alloc_bytes,"
 	"rss_bytes,free_bytes,growth_bps,alloc_rate,free_rate,lost_events,"
-	"unknown_frees,scale,mmap_bytes";
+	"unknown_frees,scale,mmap_bytes,min_size,depth";
 
 static char tmpdir[] = "/tmp/memtop-test-views-XXXXXX";
 
@@ -783,7 +785,7 @@ static void test_batch(void)
 		"depth reset 88",   "memptr unreadable 99", "recursion 3",
 		"unknown frees 66", "lost: 42 (",
 	};
-	char *buf, *hdr, *row, *p;
+	char *buf, *hdr, *row, *p, modes[160];
 	size_t len;
 	FILE *m;
 	int ok = 1;
@@ -835,6 +837,23 @@ static void test_batch(void)
 	}
 	check(ok, "batch: columns aligned");
 	free(buf);
+
+	/* The cheaper modes label the sample. */
+	check(!*snapshot_modes(&snap, modes, sizeof(modes)),
+	      "modes: none by default");
+	snap.scale = 10;
+	snap.min_size = 1024;
+	snap.depth = 4;
+	m = open_memstream(&buf, &len);
+	view_batch_print(m, &snap, 1);
+	fclose(m);
+	check(strstr(buf, "  estimated (1 in 10 sampled), blocks >= 1024 B only, "
+			  "stacks cut at 4 frames\n") != NULL,
+	      "batch: --sample, --min-size and --depth labelled");
+	free(buf);
+	snap.scale = 1;
+	snap.min_size = 0;
+	snap.depth = 0;
 }
 
 static void cleanup(void)
