@@ -43,6 +43,9 @@ const volatile __u32 nr_cpus = 1;
  * allocation on this VM's clocksource, a load of this costs nothing.
  */
 volatile __u64 clock_ns = 0;
+/* Bumped by memtop before and after it deletes stacks: cached stacks of an
+ * older epoch are looked up again (see scache). */
+volatile __u64 stack_epoch = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -182,15 +185,15 @@ struct {
 
 /*
  * Stacks this CPU stored or found lately, by hash: a hot call site skips the
- * stacks map lookup (~50 ns). An entry is trusted for a second: userspace
- * deletes a stack only with a site idle for --reclaim-after (>= 1 s), and a
- * stack it deleted under a hit comes back within a second.
+ * stacks map lookup (~50 ns). An entry is trusted for a second and while
+ * memtop has deleted no stack (stack_epoch).
  */
 #define SCACHE 64
 struct scache {
 	struct {
 		__u64 h;
 		__u64 ts;
+		__u64 epoch;
 		__u32 tgid;
 		__u32 pad;
 	} e[SCACHE];
@@ -227,6 +230,7 @@ static __always_inline __u64 capture_stack(void *ctx, __u32 tgid, __u64 ret,
 	struct scratch *s;
 	struct mt_stack *st;
 	struct scache *sc;
+	__u64 epoch = stack_epoch; /* read before the lookup it vouches for */
 	__u32 zero = 0, nr = 0, i;
 	typeof(&sc->e[0]) ce = NULL;
 
@@ -273,7 +277,7 @@ static __always_inline __u64 capture_stack(void *ctx, __u32 tgid, __u64 ret,
 	sc = bpf_map_lookup_elem(&scache, &zero);
 	if (sc) {
 		ce = &sc->e[h & (SCACHE - 1)];
-		if (ce->h == h && ce->tgid == tgid &&
+		if (ce->h == h && ce->tgid == tgid && ce->epoch == epoch &&
 		    clock_ns - ce->ts < 1000000000ULL)
 			return h;
 	}
@@ -294,6 +298,7 @@ static __always_inline __u64 capture_stack(void *ctx, __u32 tgid, __u64 ret,
 		ce->h = h;
 		ce->tgid = tgid;
 		ce->ts = clock_ns;
+		ce->epoch = epoch;
 	}
 	return h;
 }
@@ -430,18 +435,24 @@ static __always_inline void record(__u32 tgid, __u64 addr, __u64 size,
  * charged then, or, when it is freed first, with the allocation and the
  * free at once: one site lookup for the pair instead of two.
  *
- * A slot is shared by whatever runs on the CPU, and a block may be freed on
- * another CPU, so the slot's key is only changed by atomic operations:
- *   key = address << 16 | generation (user addresses < 2^47), 0 when empty;
- *   PEND_FLUSH set while its owner CPU moves it to the live map (a free that
- *   sees it waits for the live entry); PEND_BUSY while a block is written in.
- * Whoever swaps a key for 0 owns that block: the free that takes it, or the
- * flush. The generation keeps a slot refilled meanwhile from being taken
- * with fields read from its previous block.
+ * A slot is shared by whatever runs on the CPU, a block may be freed on
+ * another CPU, and a program may be interrupted (or, on preemptible
+ * kernels, preempted) anywhere, so the slot's key changes by atomic
+ * operations only:
+ *   key = address << 15 | generation (15 bits), 0 when empty;
+ *   PEND_LOCK: whoever set it owns the slot (reads its fields, then empties
+ *   it): the free that takes the block, a flush, a purge. A block being
+ *   written in is PEND_LOCK with no address;
+ *   PEND_FREED: a free found the block locked by a flush and left the free
+ *   to it; the flush then releases the block from the live map itself.
+ * The generation tells a refilled slot from the block a free looked at.
+ * Addresses from 2^47 up (5-level paging) bypass the slots.
  */
-#define PEND_FLUSH (1ULL << 63)
-#define PEND_BUSY PEND_FLUSH
-#define PEND_ADDR(k) (((k) & ~PEND_FLUSH) >> 16)
+#define PEND_LOCK (1ULL << 63)
+#define PEND_FREED (1ULL << 62)
+#define PEND_FLAGS (PEND_LOCK | PEND_FREED)
+#define PEND_ADDR(k) (((k) & ~PEND_FLAGS) >> 15)
+#define PEND_MAX_ADDR (1ULL << 47)
 
 struct pend {
 	__u64 key;
@@ -457,25 +468,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct pend);
 } pending SEC(".maps");
-
-/*
- * Take tgid's block at addr out of slot p, its size and site into *b: 1 when
- * taken, 0 when the slot does not hold it, -1 when it holds it in a flush or
- * changed while we looked (the block is then on its way to the live map).
- */
-static __always_inline int pend_take(struct pend *p, __u32 tgid, __u64 addr,
-				     struct mt_live *b)
-{
-	__u64 k = p->key;
-
-	if (!k || PEND_ADDR(k) != addr || p->tgid != tgid)
-		return 0;
-	if (k & PEND_FLUSH)
-		return -1;
-	b->size = p->size;
-	b->stack_id = p->stack_id;
-	return __sync_val_compare_and_swap(&p->key, k, 0) == k ? 1 : -1;
-}
 
 /* Charge a block's allocation to its site (and, freed, its free too). */
 static __always_inline void account_pend(__u32 tgid, __u64 stack_id,
@@ -511,22 +503,67 @@ static __always_inline void live_enter(__u32 tgid, __u64 addr, __u64 size,
 	proc_live_add(tgid, 1);
 }
 
+/*
+ * Free tgid's block at addr if slot p holds it: 1 when done (taken and
+ * charged, or left to the flush that holds it), 0 when p does not hold it.
+ * A few tries: each failed compare-and-swap means the slot moved on.
+ */
+static __always_inline int pend_free(struct pend *p, __u32 tgid, __u64 addr)
+{
+	__u64 size, sid, k;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		k = p->key;
+		if (!k || PEND_ADDR(k) != addr)
+			return 0;
+		if (k & PEND_LOCK) {
+			/* Freed twice, or locked by someone else's purge or a
+			 * free of another process's block: not ours to free. */
+			if ((k & PEND_FREED) || p->tgid != tgid)
+				return 0;
+			if (__sync_val_compare_and_swap(&p->key, k,
+							k | PEND_FREED) == k)
+				return 1;
+			continue;
+		}
+		if (__sync_val_compare_and_swap(&p->key, k, k | PEND_LOCK) != k)
+			continue;
+		/* Ours: the fields are the block's. */
+		if (p->tgid != tgid) {
+			__sync_lock_test_and_set(&p->key, k);
+			return 0;
+		}
+		size = p->size;
+		sid = p->stack_id;
+		__sync_lock_test_and_set(&p->key, 0);
+		account_pend(tgid, sid, size, true);
+		return 1;
+	}
+	return 0;
+}
+
 /* Move a pending block, if any, into the live map. */
 static __always_inline void pend_flush(struct pend *p)
 {
-	__u64 k = p->key;
+	__u64 k = p->key, size, sid, addr;
 	__u32 tgid;
-	__u64 size, sid;
 
-	if (!k || (k & PEND_FLUSH))
+	if (!k || (k & PEND_LOCK))
 		return;
-	if (__sync_val_compare_and_swap(&p->key, k, k | PEND_FLUSH) != k)
-		return; /* freed meanwhile */
+	if (__sync_val_compare_and_swap(&p->key, k, k | PEND_LOCK) != k)
+		return; /* taken meanwhile */
 	tgid = p->tgid;
 	size = p->size;
 	sid = p->stack_id;
-	live_enter(tgid, PEND_ADDR(k), size, sid);
-	__sync_lock_test_and_set(&p->key, 0);
+	addr = PEND_ADDR(k);
+	live_enter(tgid, addr, size, sid);
+	/* A free that came meanwhile left itself to us. */
+	if (__sync_val_compare_and_swap(&p->key, k | PEND_LOCK, 0) !=
+	    (k | PEND_LOCK)) {
+		release(tgid, addr);
+		__sync_lock_test_and_set(&p->key, 0);
+	}
 }
 
 static __always_inline void record_pending(__u32 tgid, __u64 addr,
@@ -536,13 +573,13 @@ static __always_inline void record_pending(__u32 tgid, __u64 addr,
 	__u32 zero = 0;
 
 	p = bpf_map_lookup_elem(&pending, &zero);
-	if (!p || size < min_size) {
+	if (!p || size < min_size || addr >= PEND_MAX_ADDR) {
 		record(tgid, addr, size, stack_id);
 		return;
 	}
 	pend_flush(p);
 	/* Another program on this CPU may hold the slot: the live map then. */
-	if (__sync_val_compare_and_swap(&p->key, 0, PEND_BUSY) != 0) {
+	if (__sync_val_compare_and_swap(&p->key, 0, PEND_LOCK) != 0) {
 		record(tgid, addr, size, stack_id);
 		return;
 	}
@@ -550,17 +587,96 @@ static __always_inline void record_pending(__u32 tgid, __u64 addr,
 	p->size = size;
 	p->stack_id = stack_id;
 	p->gen++;
-	__sync_lock_test_and_set(&p->key, addr << 16 | (p->gen & 0xffff));
+	__sync_lock_test_and_set(&p->key, addr << 15 | (p->gen & 0x7fff));
 }
 
 struct pend_scan {
 	__u32 tgid;
-	bool found, flushing, account;
-	__u64 addr; /* 0: every block of tgid (a process gone) */
-	struct mt_live b;
+	bool found, account;
+	__u64 addr;
 };
 
+/* A free's look at each CPU's slot. */
 static long pend_scan_cpu(__u32 cpu, struct pend_scan *c)
+{
+	__u32 zero = 0;
+	struct pend *p = bpf_map_lookup_percpu_elem(&pending, &zero, cpu);
+
+	if (!p)
+		return 1;
+	if (pend_free(p, c->tgid, c->addr)) {
+		c->found = true;
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * A process gone: its blocks leave the slots, charged as held when it died
+ * (exit) or freed with its heap (exec). One locked by a flush is left freed
+ * to the flush, which then takes it out of the live map again.
+ */
+static long pend_purge_cpu(__u32 cpu, struct pend_scan *c)
+{
+	__u32 zero = 0;
+	struct pend *p = bpf_map_lookup_percpu_elem(&pending, &zero, cpu);
+	__u64 k, size, sid;
+
+	if (!p)
+		return 1;
+	k = p->key;
+	if (!k || !PEND_ADDR(k) || p->tgid != c->tgid)
+		return 0;
+	if (k & PEND_LOCK) {
+		if (!(k & PEND_FREED))
+			__sync_val_compare_and_swap(&p->key, k, k | PEND_FREED);
+		return 0;
+	}
+	if (__sync_val_compare_and_swap(&p->key, k, k | PEND_LOCK) != k)
+		return 0;
+	if (p->tgid != c->tgid) {
+		__sync_lock_test_and_set(&p->key, k);
+		return 0;
+	}
+	size = p->size;
+	sid = p->stack_id;
+	__sync_lock_test_and_set(&p->key, 0);
+	account_pend(c->tgid, sid, size, c->account);
+	return 0;
+}
+
+/*
+ * Free tgid's block at addr wherever it is: this CPU's slot, the live map,
+ * another CPU's slot, or the live map again (a flush that ended while we
+ * looked has put it there: a flush inserts before it empties the slot).
+ */
+static __always_inline bool release_any(__u32 tgid, __u64 addr)
+{
+	struct pend_scan c = { .tgid = tgid, .addr = addr };
+	struct pend *p;
+	__u32 zero = 0;
+
+	p = bpf_map_lookup_elem(&pending, &zero);
+	if (p && pend_free(p, tgid, addr))
+		return true;
+	if (release(tgid, addr))
+		return true;
+	bpf_loop(nr_cpus, pend_scan_cpu, &c, 0);
+	if (c.found)
+		return true;
+	return release(tgid, addr);
+}
+
+/* Wait (bounded) while a flush holds the block; it ends in the live map. */
+static long pend_wait_present(__u32 i, struct pend_scan *c)
+{
+	struct mt_live_key lk = { .tgid = c->tgid, .addr = c->addr };
+
+	return bpf_map_lookup_elem(&live, &lk) ? 1 : 0;
+}
+
+/* A pending block of tgid at addr, if any, into the live map: for realloc. */
+static long pend_unpend_cpu(__u32 cpu, struct pend_scan *c)
 {
 	__u32 zero = 0;
 	struct pend *p = bpf_map_lookup_percpu_elem(&pending, &zero, cpu);
@@ -569,96 +685,26 @@ static long pend_scan_cpu(__u32 cpu, struct pend_scan *c)
 	if (!p)
 		return 1;
 	k = p->key;
-	if (!c->addr) {
-		/* A process gone: its blocks leave the slots. */
-		/* Held when it died (exit), or gone with the heap (exec). */
-		if (k && !(k & PEND_FLUSH) &&
-		    pend_take(p, c->tgid, PEND_ADDR(k), &c->b) > 0)
-			account_pend(c->tgid, c->b.stack_id, c->b.size,
-				     c->account);
+	if (!k || PEND_ADDR(k) != c->addr || p->tgid != c->tgid)
 		return 0;
-	}
-	switch (pend_take(p, c->tgid, c->addr, &c->b)) {
-	case 1:
-		c->found = true;
-		return 1;
-	case -1:
-		c->flushing = true;
-		break;
-	}
-	return 0;
-}
-
-static long pend_wait_live(__u32 i, struct pend_scan *c)
-{
-	if (release(c->tgid, c->addr)) {
-		c->found = true;
+	if (k & PEND_LOCK) {
+		c->found = true; /* a flush has it: wait for the live entry */
 		return 1;
 	}
-	return 0;
+	pend_flush(p);
+	return 1;
 }
 
-static long pend_wait_present(__u32 i, struct pend_scan *c)
-{
-	struct mt_live_key lk = { .tgid = c->tgid, .addr = c->addr };
-
-	return bpf_map_lookup_elem(&live, &lk) ? 1 : 0;
-}
-
-/*
- * Take tgid's block at addr from wherever it is: this CPU's slot, the live
- * map, another CPU's slot, or (being flushed there) the live map shortly.
- */
-static __always_inline bool release_any(__u32 tgid, __u64 addr)
-{
-	struct pend_scan c = { .tgid = tgid, .addr = addr };
-	struct pend *p;
-	__u32 zero = 0;
-	int r = 0;
-
-	p = bpf_map_lookup_elem(&pending, &zero);
-	if (p)
-		r = pend_take(p, tgid, addr, &c.b);
-	if (r > 0) {
-		account_pend(tgid, c.b.stack_id, c.b.size, true);
-		return true;
-	}
-	c.flushing = r < 0;
-	if (release(tgid, addr))
-		return true;
-	bpf_loop(nr_cpus, pend_scan_cpu, &c, 0);
-	if (c.found) {
-		account_pend(tgid, c.b.stack_id, c.b.size, true);
-		return true;
-	}
-	/* A flush inserts into the live map before it empties the slot: one
-	 * that ended between the first look and the scan is there now, one
-	 * under way will be in a moment. */
-	if (release(tgid, addr))
-		return true;
-	/* The flush is a hash insert away, unless an interrupt came in between:
-	 * wait up to ~8k lookups (a few hundred us) rather than lose the free. */
-	if (c.flushing)
-		bpf_loop(8192, pend_wait_live, &c, 0);
-	return c.found;
-}
-
-/* A pending block about to be looked up in the live map goes there first. */
+/* realloc in place looks the block up in the live map: put it there first. */
 static __always_inline void unpend(__u32 tgid, __u64 addr)
 {
+	struct mt_live_key lk = { .tgid = tgid, .addr = addr };
 	struct pend_scan c = { .tgid = tgid, .addr = addr };
-	struct pend *p;
-	__u32 zero = 0;
 
-	p = bpf_map_lookup_elem(&pending, &zero);
-	if (p && pend_take(p, tgid, addr, &c.b) > 0)
-		c.found = true;
-	else
-		bpf_loop(nr_cpus, pend_scan_cpu, &c, 0);
+	if (bpf_map_lookup_elem(&live, &lk))
+		return;
+	bpf_loop(nr_cpus, pend_unpend_cpu, &c, 0);
 	if (c.found)
-		live_enter(tgid, addr, c.b.size, c.b.stack_id);
-	/* Being flushed by another CPU: wait until it is in the live map. */
-	if (!c.found && c.flushing)
 		bpf_loop(8192, pend_wait_present, &c, 0);
 }
 
@@ -931,7 +977,7 @@ static __always_inline void purge(__u32 tgid, bool account_it)
 	struct pend_scan c = { .tgid = tgid, .account = account_it };
 	struct mt_stats *ps;
 
-	bpf_loop(nr_cpus, pend_scan_cpu, &c, 0);
+	bpf_loop(nr_cpus, pend_purge_cpu, &c, 0);
 	if (system_wide) {
 		ps = bpf_map_lookup_elem(&procs, &tgid);
 		if (!ps || ps->outstanding_allocs <= 0)

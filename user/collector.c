@@ -293,25 +293,37 @@ static int pool_grow(struct collector *c)
  */
 static const char *intern(struct collector *c, const char *s)
 {
-	char buf[1024], *d;
-	size_t j, len = strnlen(s, sizeof(buf) - 1);
+	char buf[1024], *tmp = NULL, *clean = buf, *d = NULL;
+	size_t j, len = strlen(s);
 
-	memcpy(buf, s, len);
-	buf[len] = '\0';
-	for (char *p = buf; *p; p++)
+	/* Whole names, however long: two long templates differ at the end. */
+	if (len >= sizeof(buf)) {
+		tmp = malloc(len + 1);
+		if (!tmp)
+			return NULL;
+		clean = tmp;
+	}
+	memcpy(clean, s, len + 1);
+	for (char *p = clean; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = '?';
 	if ((c->pool_n + 1) * 2 > c->pool_cap && pool_grow(c))
-		return NULL;
-	for (j = str_hash(buf) & (c->pool_cap - 1); c->pool[j];
-	     j = (j + 1) & (c->pool_cap - 1))
-		if (!strcmp(c->pool[j], buf))
-			return c->pool[j];
-	d = strdup(buf);
+		goto out;
+	for (j = str_hash(clean) & (c->pool_cap - 1); c->pool[j];
+	     j = (j + 1) & (c->pool_cap - 1)) {
+		if (!strcmp(c->pool[j], clean)) {
+			d = c->pool[j];
+			goto out;
+		}
+	}
+	d = tmp ? tmp : strdup(clean);
+	tmp = NULL;
 	if (!d)
-		return NULL;
+		goto out;
 	c->pool[j] = d;
 	c->pool_n++;
+out:
+	free(tmp);
 	return d;
 }
 
@@ -758,6 +770,7 @@ int collector_update(struct collector *c, const struct raw_sample *raw,
 			return -ENOMEM;
 		c->rows = rows;
 		c->rows_cap = raw->nsites;
+		c->snap.sites = rows; /* the last snapshot, moved: still whole */
 	}
 	if (c->hint_cap < raw->nsites) {
 		struct site_state **h = realloc(c->hint,
@@ -907,6 +920,20 @@ void collector_forget(struct collector *c, uint32_t pid)
 	/* Open addressing has no cheap deletion: rebuild. On failure keep it:
 	 * a stale row is better than a crash. */
 	tab_rebuild(c, c->tab_cap, other_pid, &pid);
+	/* Nor may the last snapshot keep rows of the sites just freed. */
+	{
+		int n = 0;
+
+		for (int i = 0; i < c->snap.nsites; i++)
+			if (c->snap.sites[i].pid != pid)
+				c->snap.sites[n++] = c->snap.sites[i];
+		c->snap.nsites = n;
+		n = 0;
+		for (int i = 0; i < c->snap.nprocs; i++)
+			if (c->snap.procs[i].pid != pid)
+				c->snap.procs[n++] = c->snap.procs[i];
+		c->snap.nprocs = n;
+	}
 	for (int i = 0; i < c->nprocs; i++) {
 		if (c->procs[i].pid != pid)
 			continue;

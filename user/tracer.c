@@ -1066,20 +1066,34 @@ static void add_retired(struct tracer *t, struct raw_sample *raw)
 	}
 }
 
-static int cmp_site_tgid(const void *a, const void *b)
+static int cmp_site_key(const void *a, const void *b)
 {
 	const struct raw_site *x = a, *y = b;
 
-	return x->key.tgid < y->key.tgid ? -1 : x->key.tgid > y->key.tgid;
+	if (x->key.tgid != y->key.tgid)
+		return x->key.tgid < y->key.tgid ? -1 : 1;
+	return x->key.stack_id < y->key.stack_id   ? -1
+	       : x->key.stack_id > y->key.stack_id ? 1
+						   : 0;
 }
 
-/* A process's figures are the sums of its sites. */
+/*
+ * A process's figures are the sums of its sites. Sorted by key, a site read
+ * twice (the map iterator resumes a bucket by count: an insert at its head
+ * between two reads shows one entry again) is counted once, and the order
+ * is the same from one read to the next.
+ */
 static int sum_procs(struct raw_sample *raw)
 {
 	struct raw_proc *p = NULL;
+	size_t n = 0;
 
 	if (raw->nsites)
-		qsort(raw->sites, raw->nsites, sizeof(*raw->sites), cmp_site_tgid);
+		qsort(raw->sites, raw->nsites, sizeof(*raw->sites), cmp_site_key);
+	for (size_t i = 0; i < raw->nsites; i++)
+		if (!n || cmp_site_key(&raw->sites[n - 1], &raw->sites[i]))
+			raw->sites[n++] = raw->sites[i];
+	raw->nsites = n;
 	for (size_t i = 0; i < raw->nsites; i++) {
 		const struct mt_stats *st = &raw->sites[i].st;
 
@@ -1112,12 +1126,22 @@ static int sum_procs(struct raw_sample *raw)
  * lookup-and-delete returns the value as deleted: if an allocation slipped in
  * since the read, the entry is put back.
  */
+/*
+ * BPF caches which stacks exist (scache in memtop.bpf.c); around deleting
+ * some, the epoch moves on so that no cached entry outlives its stack.
+ */
+static void stack_epoch_bump(struct tracer *t)
+{
+	__sync_fetch_and_add(&t->skel->bss->stack_epoch, 1);
+}
+
 static void reclaim_idle(struct tracer *t, struct raw_sample *raw)
 {
 	int sites = bpf_map__fd(t->skel->maps.sites);
 	int stacks = bpf_map__fd(t->skel->maps.stacks);
 	int stacks_short = bpf_map__fd(t->skel->maps.stacks_short);
 	struct mt_stats v;
+	bool bumped = false;
 
 	if (!t->opts.reclaim_ns)
 		return;
@@ -1135,10 +1159,15 @@ static void reclaim_idle(struct tracer *t, struct raw_sample *raw)
 				t->reclaim_races++;
 			continue;
 		}
+		if (!bumped)
+			stack_epoch_bump(t);
+		bumped = true;
 		bpf_map_delete_elem(stacks, &r->key);
 		bpf_map_delete_elem(stacks_short, &r->key);
 		retire(t, r);
 	}
+	if (bumped)
+		stack_epoch_bump(t);
 }
 
 int tracer_read(struct tracer *t, struct raw_sample *raw)
@@ -1215,6 +1244,7 @@ void tracer_forget(struct tracer *t, uint32_t tgid)
 	struct mt_site_key key, next;
 	bool first = true;
 
+	stack_epoch_bump(t);
 	/* Deleting the current key would restart the walk: step first. */
 	while (!bpf_map_get_next_key(sites, first ? NULL : &key, &next)) {
 		if (!first && key.tgid == tgid) {
@@ -1230,6 +1260,7 @@ void tracer_forget(struct tracer *t, uint32_t tgid)
 		bpf_map_delete_elem(stacks, &key);
 		bpf_map_delete_elem(stacks_short, &key);
 	}
+	stack_epoch_bump(t);
 	bpf_map_delete_elem(bpf_map__fd(t->skel->maps.procs), &tgid);
 	for (int i = 0; i < t->nretired; i++)
 		if (t->retired[i].tgid == tgid)
