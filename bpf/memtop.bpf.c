@@ -46,6 +46,12 @@ volatile __u64 clock_ns = 0;
 /* Bumped by memtop before and after it deletes stacks: cached stacks of an
  * older epoch are looked up again (see scache). */
 volatile __u64 stack_epoch = 0;
+/* Flushes of pending blocks so far (see release_any); its own cache line,
+ * written only when a block moves to the live map. */
+struct {
+	volatile __u64 n;
+	__u64 pad[7];
+} flush_seq __attribute__((aligned(64))) = {};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -369,11 +375,45 @@ static __always_inline void account(__u32 tgid, __u64 stack_id, __s64 bytes,
 }
 
 /* Forget a live block; false when it was not known. */
+/*
+ * How many live blocks hash to each of 2^18 counters: a free of a block the
+ * live map cannot hold (sampled out, below --min-size, from before memtop,
+ * or never seen) usually finds its counter at 0 and skips the lookup, a
+ * cache and TLB miss in a map of 1M buckets (~250 ns here). A counter goes
+ * up before its block's insert and down after its delete, so it never
+ * reads 0 while the block is there.
+ */
+#define LF_BITS 18
+struct lfilter {
+	__u32 c[1 << LF_BITS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lfilter);
+} live_filter SEC(".maps");
+
+static __always_inline __u32 *lf_slot(__u32 tgid, __u64 addr)
+{
+	__u32 zero = 0;
+	struct lfilter *f = bpf_map_lookup_elem(&live_filter, &zero);
+
+	if (!f)
+		return NULL;
+	return &f->c[(mix64(addr ^ ((__u64)tgid << 47)) >> (64 - LF_BITS)) &
+		     ((1 << LF_BITS) - 1)];
+}
+
 static __always_inline bool release(__u32 tgid, __u64 addr)
 {
 	struct mt_live_key lk = { .tgid = tgid, .addr = addr };
 	struct mt_live *lv, copy;
+	__u32 *fc = lf_slot(tgid, addr);
 
+	if (fc && !*fc)
+		return false;
 	lv = bpf_map_lookup_elem(&live, &lk);
 	if (!lv)
 		return false;
@@ -381,6 +421,8 @@ static __always_inline bool release(__u32 tgid, __u64 addr)
 	/* Whoever deletes it owns the release, so a double free counts once. */
 	if (bpf_map_delete_elem(&live, &lk))
 		return false;
+	if (fc)
+		__sync_fetch_and_add(fc, -1);
 	account(tgid, copy.stack_id, -(__s64)copy.size, -1, 0);
 	return true;
 }
@@ -391,14 +433,19 @@ static __always_inline bool live_insert(__u32 tgid, __u64 addr, __u64 size,
 {
 	struct mt_live_key lk = { .tgid = tgid, .addr = addr };
 	struct mt_live lv = { .size = size, .stack_id = stack_id };
+	__u32 *fc = lf_slot(tgid, addr);
 	long err;
 
+	if (fc)
+		__sync_fetch_and_add(fc, 1);
 	err = bpf_map_update_elem(&live, &lk, &lv, BPF_NOEXIST);
 	if (err == -17 /* EEXIST: its free was missed */) {
 		release(tgid, addr);
 		err = bpf_map_update_elem(&live, &lk, &lv, BPF_NOEXIST);
 	}
 	if (err) {
+		if (fc)
+			__sync_fetch_and_add(fc, -1);
 		count(MT_CNT_LIVE_FULL);
 		return false;
 	}
@@ -558,6 +605,7 @@ static __always_inline void pend_flush(struct pend *p)
 	sid = p->stack_id;
 	addr = PEND_ADDR(k);
 	live_enter(tgid, addr, size, sid);
+	__sync_fetch_and_add(&flush_seq.n, 1); /* after the insert, before the slot empties */
 	/* A free that came meanwhile left itself to us. */
 	if (__sync_val_compare_and_swap(&p->key, k | PEND_LOCK, 0) !=
 	    (k | PEND_LOCK)) {
@@ -655,16 +703,21 @@ static __always_inline bool release_any(__u32 tgid, __u64 addr)
 	struct pend_scan c = { .tgid = tgid, .addr = addr };
 	struct pend *p;
 	__u32 zero = 0;
+	__u64 seq;
 
 	p = bpf_map_lookup_elem(&pending, &zero);
 	if (p && pend_free(p, tgid, addr))
 		return true;
+	seq = flush_seq.n;
 	if (release(tgid, addr))
 		return true;
 	bpf_loop(nr_cpus, pend_scan_cpu, &c, 0);
 	if (c.found)
 		return true;
-	return release(tgid, addr);
+	/* A second look only when a flush ended meanwhile: a free of a block
+	 * memtop never saw (sampled out, too small, from before) is common
+	 * in the cheaper modes, and each look is a cache miss in a big map. */
+	return flush_seq.n != seq && release(tgid, addr);
 }
 
 /* Wait (bounded) while a flush holds the block; it ends in the live map. */
@@ -764,8 +817,12 @@ static __always_inline int enter(struct pt_regs *ctx, __u32 kind, __u64 a0,
 	st->sp0 = sp;
 	st->last_freed = 0;
 	/* An unsampled call still counts in the depth, so that what it calls
-	 * is not taken for an outermost call. */
-	if (sample_every > 1 && bpf_get_prandom_u32() % sample_every) {
+	 * is not taken for an outermost call. So does one too small for
+	 * --min-size whose size is known now (not realloc: its old block
+	 * must still be released). */
+	if ((sample_every > 1 && bpf_get_prandom_u32() % sample_every) ||
+	    (min_size && kind != MT_K_REALLOC && kind != MT_K_REALLOCARRAY &&
+	     (kind == MT_K_POSIX_MEMALIGN ? a1 : a0) < min_size)) {
 		if (bpf_probe_read_user(&st->ret0, sizeof(st->ret0), (void *)sp))
 			st->ret0 = 0;
 		st->kind = 0;
@@ -962,7 +1019,12 @@ static long purge_one(struct bpf_map *map, struct mt_live_key *key,
 		return 0;
 	if (pc->account)
 		account(key->tgid, val->stack_id, -(__s64)val->size, -1, 0);
-	bpf_map_delete_elem(map, key);
+	if (!bpf_map_delete_elem(map, key)) {
+		__u32 *fc = lf_slot(key->tgid, key->addr);
+
+		if (fc)
+			__sync_fetch_and_add(fc, -1);
+	}
 	return 0;
 }
 
