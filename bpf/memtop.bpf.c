@@ -452,25 +452,27 @@ static __always_inline bool live_insert(__u32 tgid, __u64 addr, __u64 size,
 	return true;
 }
 
-static __always_inline void record(__u32 tgid, __u64 addr, __u64 size,
-				   __u64 stack_id)
+/* A block into the live map, charged to its site there. */
+static __always_inline void live_enter(__u32 tgid, __u64 addr, __u64 size,
+				       __u64 stack_id)
 {
 	struct mt_site_key sk = { .tgid = tgid, .stack_id = stack_id };
 	struct mt_stats *ss;
-	__u64 now;
 
-	if (size < min_size)
-		return;
-	now = clock_ns;
-	/* The site must exist before the block is live, or its free is lost. */
-	ss = stats_get(&sites, &sk, MT_CNT_SITE_FULL, now);
-	if (!ss)
-		return;
-	if (!live_insert(tgid, addr, size, stack_id))
+	/* The site first: a free right after the insert must find it. */
+	ss = stats_get(&sites, &sk, MT_CNT_SITE_FULL, clock_ns);
+	if (!ss || !live_insert(tgid, addr, size, stack_id))
 		return;
 	stats_add(ss, size, 1);
-	ss->last_ns = now;
+	ss->last_ns = clock_ns;
 	proc_live_add(tgid, 1);
+}
+
+static __always_inline void record(__u32 tgid, __u64 addr, __u64 size,
+				   __u64 stack_id)
+{
+	if (size >= min_size)
+		live_enter(tgid, addr, size, stack_id);
 }
 
 /*
@@ -534,20 +536,26 @@ static __always_inline void account_pend(__u32 tgid, __u64 stack_id,
 		proc_live_add(tgid, 1);
 }
 
-/* A pending block into the live map, charged to its site there. */
-static __always_inline void live_enter(__u32 tgid, __u64 addr, __u64 size,
-				       __u64 stack_id)
+/*
+ * Lock slot p, which held key k (no flags), and take its block if it is
+ * tgid's: 1 with its size and site in *b and the slot empty; 0 when the
+ * key moved on; -1 when the block is another process's (the slot is left
+ * as it was).
+ */
+static __always_inline int pend_take(struct pend *p, __u64 k, __u32 tgid,
+				     struct mt_live *b)
 {
-	struct mt_site_key sk = { .tgid = tgid, .stack_id = stack_id };
-	struct mt_stats *ss;
-
-	/* The site first: a free right after the insert must find it. */
-	ss = stats_get(&sites, &sk, MT_CNT_SITE_FULL, clock_ns);
-	if (!ss || !live_insert(tgid, addr, size, stack_id))
-		return;
-	stats_add(ss, size, 1);
-	ss->last_ns = clock_ns;
-	proc_live_add(tgid, 1);
+	if (__sync_val_compare_and_swap(&p->key, k, k | PEND_LOCK) != k)
+		return 0;
+	/* Ours: the fields are the block's. */
+	if (p->tgid != tgid) {
+		__sync_lock_test_and_set(&p->key, k);
+		return -1;
+	}
+	b->size = p->size;
+	b->stack_id = p->stack_id;
+	__sync_lock_test_and_set(&p->key, 0);
+	return 1;
 }
 
 /*
@@ -557,7 +565,8 @@ static __always_inline void live_enter(__u32 tgid, __u64 addr, __u64 size,
  */
 static __always_inline int pend_free(struct pend *p, __u32 tgid, __u64 addr)
 {
-	__u64 size, sid, k;
+	struct mt_live b;
+	__u64 k;
 	int i;
 
 	for (i = 0; i < 4; i++) {
@@ -574,18 +583,13 @@ static __always_inline int pend_free(struct pend *p, __u32 tgid, __u64 addr)
 				return 1;
 			continue;
 		}
-		if (__sync_val_compare_and_swap(&p->key, k, k | PEND_LOCK) != k)
-			continue;
-		/* Ours: the fields are the block's. */
-		if (p->tgid != tgid) {
-			__sync_lock_test_and_set(&p->key, k);
+		switch (pend_take(p, k, tgid, &b)) {
+		case 1:
+			account_pend(tgid, b.stack_id, b.size, true);
+			return 1;
+		case -1:
 			return 0;
 		}
-		size = p->size;
-		sid = p->stack_id;
-		__sync_lock_test_and_set(&p->key, 0);
-		account_pend(tgid, sid, size, true);
-		return 1;
 	}
 	return 0;
 }
@@ -668,7 +672,8 @@ static long pend_purge_cpu(__u32 cpu, struct pend_scan *c)
 {
 	__u32 zero = 0;
 	struct pend *p = bpf_map_lookup_percpu_elem(&pending, &zero, cpu);
-	__u64 k, size, sid;
+	struct mt_live b;
+	__u64 k;
 
 	if (!p)
 		return 1;
@@ -680,16 +685,8 @@ static long pend_purge_cpu(__u32 cpu, struct pend_scan *c)
 			__sync_val_compare_and_swap(&p->key, k, k | PEND_FREED);
 		return 0;
 	}
-	if (__sync_val_compare_and_swap(&p->key, k, k | PEND_LOCK) != k)
-		return 0;
-	if (p->tgid != c->tgid) {
-		__sync_lock_test_and_set(&p->key, k);
-		return 0;
-	}
-	size = p->size;
-	sid = p->stack_id;
-	__sync_lock_test_and_set(&p->key, 0);
-	account_pend(c->tgid, sid, size, c->account);
+	if (pend_take(p, k, c->tgid, &b) > 0)
+		account_pend(c->tgid, b.stack_id, b.size, c->account);
 	return 0;
 }
 
