@@ -1135,11 +1135,16 @@ static void stack_epoch_bump(struct tracer *t)
 	__sync_fetch_and_add(&t->skel->bss->stack_epoch, 1);
 }
 
+/* A stack lives in one of two maps by its depth; forget it in both. */
+static void delete_stack(struct tracer *t, const struct mt_site_key *key)
+{
+	bpf_map_delete_elem(bpf_map__fd(t->skel->maps.stacks), key);
+	bpf_map_delete_elem(bpf_map__fd(t->skel->maps.stacks_short), key);
+}
+
 static void reclaim_idle(struct tracer *t, struct raw_sample *raw)
 {
 	int sites = bpf_map__fd(t->skel->maps.sites);
-	int stacks = bpf_map__fd(t->skel->maps.stacks);
-	int stacks_short = bpf_map__fd(t->skel->maps.stacks_short);
 	struct mt_stats v;
 	bool bumped = false;
 
@@ -1162,8 +1167,7 @@ static void reclaim_idle(struct tracer *t, struct raw_sample *raw)
 		if (!bumped)
 			stack_epoch_bump(t);
 		bumped = true;
-		bpf_map_delete_elem(stacks, &r->key);
-		bpf_map_delete_elem(stacks_short, &r->key);
+		delete_stack(t, &r->key);
 		retire(t, r);
 	}
 	if (bumped)
@@ -1239,8 +1243,6 @@ int tracer_read(struct tracer *t, struct raw_sample *raw)
 void tracer_forget(struct tracer *t, uint32_t tgid)
 {
 	int sites = bpf_map__fd(t->skel->maps.sites);
-	int stacks = bpf_map__fd(t->skel->maps.stacks);
-	int stacks_short = bpf_map__fd(t->skel->maps.stacks_short);
 	struct mt_site_key key, next;
 	bool first = true;
 
@@ -1249,16 +1251,14 @@ void tracer_forget(struct tracer *t, uint32_t tgid)
 	while (!bpf_map_get_next_key(sites, first ? NULL : &key, &next)) {
 		if (!first && key.tgid == tgid) {
 			bpf_map_delete_elem(sites, &key);
-			bpf_map_delete_elem(stacks, &key);
-			bpf_map_delete_elem(stacks_short, &key);
+			delete_stack(t, &key);
 		}
 		key = next;
 		first = false;
 	}
 	if (!first && key.tgid == tgid) {
 		bpf_map_delete_elem(sites, &key);
-		bpf_map_delete_elem(stacks, &key);
-		bpf_map_delete_elem(stacks_short, &key);
+		delete_stack(t, &key);
 	}
 	stack_epoch_bump(t);
 	bpf_map_delete_elem(bpf_map__fd(t->skel->maps.procs), &tgid);
