@@ -208,6 +208,32 @@ static char *fmt_clock(char *buf, size_t len, double s)
 }
 
 /*
+ * One character at p: its length in bytes (1 for an invalid sequence, which
+ * resets *st), its columns in *w, and in *bad whether it must show as '?'.
+ */
+static size_t next_char(const char *p, mbstate_t *st, bool utf8, int *w,
+			bool *bad)
+{
+	wchar_t wc;
+	size_t n = utf8 ? mbrtowc(&wc, p, MB_CUR_MAX, st) : 1;
+
+	*w = 1;
+	if (n == (size_t)-1 || n == (size_t)-2 || n == 0) {
+		memset(st, 0, sizeof(*st));
+		*bad = true;
+		return 1;
+	}
+	if (utf8) {
+		*w = wcwidth(wc);
+		*bad = *w < 0;
+		*w = *w < 0 ? 1 : *w;
+	} else {
+		*bad = !isprint((unsigned char)*p);
+	}
+	return n;
+}
+
+/*
  * Copy at most `width` columns of s into buf, never splitting a character;
  * control bytes and invalid sequences become '?' so names read from /proc
  * or debug info cannot move the cursor. keep_end cuts from the left, for
@@ -232,19 +258,11 @@ static int fit_text(char *buf, size_t len, const char *s, int width,
 	/* Total width first, to know whether (and where) to cut. */
 	memset(&st, 0, sizeof(st));
 	for (p = s; *p;) {
-		wchar_t wc;
-		size_t n = utf8 ? mbrtowc(&wc, p, MB_CUR_MAX, &st) : 1;
-		int w = 1;
+		bool bad;
+		int w;
 
-		if (n == (size_t)-1 || n == (size_t)-2 || n == 0) {
-			memset(&st, 0, sizeof(st));
-			n = 1;
-		} else if (utf8) {
-			w = wcwidth(wc);
-			w = w < 0 ? 1 : w;
-		}
+		p += next_char(p, &st, utf8, &w, &bad);
 		total += w;
-		p += n;
 	}
 	if (total > width && keep_end) {
 		int skip = total - (width - 1);
@@ -252,19 +270,11 @@ static int fit_text(char *buf, size_t len, const char *s, int width,
 		/* Drop characters from the left until the rest fits. */
 		memset(&st, 0, sizeof(st));
 		for (p = s; *p && skip > 0;) {
-			wchar_t wc;
-			size_t n = utf8 ? mbrtowc(&wc, p, MB_CUR_MAX, &st) : 1;
-			int w = 1;
+			bool bad;
+			int w;
 
-			if (n == (size_t)-1 || n == (size_t)-2 || n == 0) {
-				memset(&st, 0, sizeof(st));
-				n = 1;
-			} else if (utf8) {
-				w = wcwidth(wc);
-				w = w < 0 ? 1 : w;
-			}
+			p += next_char(p, &st, utf8, &w, &bad);
 			skip -= w;
-			p += n;
 		}
 		if (o + ell_len < len) {
 			memcpy(buf, ell, ell_len);
@@ -275,22 +285,10 @@ static int fit_text(char *buf, size_t len, const char *s, int width,
 	}
 	memset(&st, 0, sizeof(st));
 	for (p = s; *p;) {
-		wchar_t wc;
-		size_t n = utf8 ? mbrtowc(&wc, p, MB_CUR_MAX, &st) : 1;
-		bool bad = false;
-		int w = 1;
+		bool bad;
+		int w;
+		size_t n = next_char(p, &st, utf8, &w, &bad);
 
-		if (n == (size_t)-1 || n == (size_t)-2 || n == 0) {
-			memset(&st, 0, sizeof(st));
-			n = 1;
-			bad = true;
-		} else if (utf8) {
-			w = wcwidth(wc);
-			bad = w < 0;
-			w = w < 0 ? 1 : w;
-		} else {
-			bad = !isprint((unsigned char)*p);
-		}
 		if (bad)
 			n = 1;
 		/* Leave room for the ellipsis when this cannot be the end. */
