@@ -211,10 +211,7 @@ static int app_refresh(void *ctx, const struct snapshot **out)
 
 static double now_s(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
+	return (double)mono_ns() / 1e9;
 }
 
 /* Sleep until the next refresh, waking early for signals. */
@@ -527,12 +524,7 @@ int main(int argc, char **argv)
 		ret = EXIT_RUNTIME;
 		goto cleanup;
 	}
-	{
-		struct timespec ts;
-
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		copts.start_ns = (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-	}
+	copts.start_ns = mono_ns();
 	copts.sort = a.cfg.sort;
 	copts.reverse = a.cfg.reverse;
 	copts.function_frame = a.cfg.show_allocator ? 1 : 0;

@@ -7,6 +7,14 @@
 #include <string.h>
 #include "sample.h"
 
+uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 void sample_reset(struct raw_sample *s)
 {
 	s->nsites = 0;

@@ -50,4 +50,7 @@ int sample_filter(struct raw_sample *s,
 		  bool (*keep)(void *ctx, const struct raw_proc *p), void *ctx);
 void sample_free(struct raw_sample *s);
 
+/* CLOCK_MONOTONIC in ns: the clock raw samples are stamped with. */
+uint64_t mono_ns(void);
+
 #endif

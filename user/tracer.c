@@ -690,14 +690,6 @@ static int on_event(void *ctx, void *data, size_t len)
 	return 0;
 }
 
-static __u64 mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (__u64)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
 static void *event_thread(void *arg)
 {
 	struct tracer *t = arg;
