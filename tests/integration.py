@@ -57,7 +57,29 @@ def check(cond, msg):
 # Processes
 
 
-class Proc:
+class Child:
+    """What every test's child process can do: self.p is its Popen."""
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            try:
+                os.kill(self.p.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self):
+        if self.alive():
+            try:
+                os.kill(self.p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.p.wait(timeout=5)
+
+
+class Proc(Child):
     """A child process whose stdout or stderr lines are collected by a thread."""
 
     def __init__(self, argv, env=None, watch="stdout", stdout=None):
@@ -110,29 +132,11 @@ class Proc:
     def tail(self, n=25):
         return "\n".join("    | " + l for l in self.lines[-n:])
 
-    def alive(self):
-        return self.p.poll() is None
-
-    def signal(self, sig):
-        if self.alive():
-            try:
-                os.kill(self.pid, sig)
-            except ProcessLookupError:
-                pass
-
     def wait(self, timeout):
         try:
             return self.p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             return None
-
-    def kill(self):
-        if self.alive():
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.p.wait(timeout=5)
 
 
 class Workload(Proc):
@@ -631,21 +635,29 @@ def environment_ok():
     return why
 
 
-def main(argv):
-    why = environment_ok()
+def run_suite(tests, argv, what, make_ctx, prefix="", why=None,
+              needs_memtop=lambda sel: True, after=None, on_fail=None):
+    """Run the selected (name, fn) tests of a suite: one PASS/SKIP/FAIL line
+    each and a summary; 0 when all passed. Shared by every root test suite.
+
+    what: the suite, for the skip banner; make_ctx(name): a fresh context
+    with cleanup() (and notes, if it keeps them); prefix: before each name;
+    why: reasons the machine cannot run it (environment_ok() by default);
+    after(ctx): more checks once a test has passed; on_fail(ctx): what to
+    print about a failure besides its notes."""
+    why = environment_ok() if why is None else why
     if why:
-        msg = "SKIP: integration tests need root and BPF (%s)" % "; ".join(why)
+        msg = "SKIP: %s (%s)" % (what, "; ".join(why))
         bar = "!" * len(msg)
         print("%s\n%s\n%s" % (bar, msg, bar), flush=True)
         return 1 if os.environ.get("CI", "").lower() == "true" else 0
-    names = [n for n, _ in TESTS]
+    names = [n for n, _ in tests]
     sel = argv[1:] or names
     bad = [s for s in sel if s not in names]
     if bad:
         print("unknown test(s): %s; known: %s" % (" ".join(bad), " ".join(names)))
         return 2
-    needs_memtop = any(not s.startswith("valgrind") for s in sel)
-    if needs_memtop and not (MEMTOP and os.access(MEMTOP, os.X_OK)):
+    if needs_memtop(sel) and not (MEMTOP and os.access(MEMTOP, os.X_OK)):
         print("FAIL setup: MEMTOP=%r is not an executable" % MEMTOP)
         return 1
     if not (WORKLOADS and os.path.isdir(WORKLOADS)):
@@ -653,35 +665,52 @@ def main(argv):
         return 1
     failed = []
     t0 = time.monotonic()
-    for name, fn in TESTS:
+    for name, fn in tests:
         if name not in sel:
             continue
-        ctx = Ctx(name)
+        ctx = None
         start = time.monotonic()
         try:
+            ctx = make_ctx(name)
             fn(ctx)
-            print("PASS %s (%.1fs)" % (name, time.monotonic() - start), flush=True)
+            if after is not None:
+                after(ctx)
+            print("PASS %s%s (%.1fs)" % (prefix, name, time.monotonic() - start),
+                  flush=True)
             if VERBOSE:
-                for n in ctx.notes:
+                for n in getattr(ctx, "notes", []):
                     print("    " + n)
         except SkipTest as e:
-            print("SKIP %s: %s" % (name, e), flush=True)
+            print("SKIP %s%s: %s" % (prefix, name, e), flush=True)
         except Exception as e:  # TestFailure or anything unexpected
             failed.append(name)
             kind = "" if isinstance(e, TestFailure) else "%s: " % type(e).__name__
-            print("FAIL %s: %s%s" % (name, kind, e), flush=True)
-            for n in ctx.notes:
+            print("FAIL %s%s: %s%s" % (prefix, name, kind, e), flush=True)
+            for n in getattr(ctx, "notes", []):
                 print("    note: " + n)
-            if ctx.memtop is not None:
-                print("  memtop: %s\n  memtop stderr (tail):\n%s" %
-                      (ctx.memtop.cmdline, ctx.memtop.tail()), flush=True)
+            if ctx is not None and on_fail is not None:
+                on_fail(ctx)
         finally:
-            ctx.cleanup()
+            if ctx is not None:
+                ctx.cleanup()
     print("%d/%d passed in %.1fs%s" % (len(sel) - len(failed), len(sel),
                                         time.monotonic() - t0,
                                         (" (failed: %s)" % " ".join(failed))
                                         if failed else ""))
     return 1 if failed else 0
+
+
+def print_memtop_tail(m):
+    if m is not None:
+        print("  memtop: %s\n  memtop stderr (tail):\n%s" % (m.cmdline, m.tail()),
+              flush=True)
+
+
+def main(argv):
+    return run_suite(
+        TESTS, argv, "integration tests need root and BPF", Ctx,
+        needs_memtop=lambda sel: any(not s.startswith("valgrind") for s in sel),
+        on_fail=lambda ctx: print_memtop_tail(ctx.memtop))
 
 
 if __name__ == "__main__":

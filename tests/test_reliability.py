@@ -757,65 +757,18 @@ def main(argv):
     for tool in ("setpriv", "unshare", "strip", "bpftool", "mount"):
         if not shutil.which(tool):
             why.append("%s not installed" % tool)
-    if why:
-        msg = ("SKIP: reliability tests need root and BPF (%s)" %
-               "; ".join(why))
-        bar = "!" * len(msg)
-        print("%s\n%s\n%s" % (bar, msg, bar), flush=True)
-        return 1 if os.environ.get("CI", "").lower() == "true" else 0
-    names = [n for n, _ in TESTS]
-    sel = argv[1:] or names
-    bad_names = [s for s in sel if s not in names]
-    if bad_names:
-        print("unknown test(s): %s; known: %s" % (" ".join(bad_names),
-                                                  " ".join(names)))
-        return 2
-    if not (MEMTOP and os.access(MEMTOP, os.X_OK)):
-        print("FAIL setup: MEMTOP=%r is not an executable" % MEMTOP)
-        return 1
-    if not (WORKLOADS and os.path.isdir(WORKLOADS)):
-        print("FAIL setup: WORKLOADS=%r is not a directory" % WORKLOADS)
-        return 1
-    failed = []
-    t0 = time.monotonic()
+
+    def no_sanitizer_report(ctx):
+        san = [l for p in ctx.procs if isinstance(p, it.Memtop)
+               for l in p.lines if SANITIZER_RE.search(l)]
+        check(not san, "sanitizer report on memtop's stderr: %s" %
+              " | ".join(san[:3]))
     try:
-        for name, fn in TESTS:
-            if name not in sel:
-                continue
-            ctx = Ctx(name)
-            start = time.monotonic()
-            try:
-                fn(ctx)
-                san = [l for p in ctx.procs if isinstance(p, it.Memtop)
-                       for l in p.lines if SANITIZER_RE.search(l)]
-                check(not san, "sanitizer report on memtop's stderr: %s" %
-                      " | ".join(san[:3]))
-                print("PASS %s (%.1fs)" % (name, time.monotonic() - start),
-                      flush=True)
-                if it.VERBOSE:
-                    for n in ctx.notes:
-                        print("    " + n)
-            except SkipTest as e:
-                print("SKIP %s: %s" % (name, e), flush=True)
-            except Exception as e:
-                failed.append(name)
-                kind = "" if isinstance(e, TestFailure) else \
-                    "%s: " % type(e).__name__
-                print("FAIL %s: %s%s" % (name, kind, e), flush=True)
-                for n in ctx.notes:
-                    print("    note: " + n)
-                if ctx.memtop is not None:
-                    print("  memtop: %s\n  memtop stderr (tail):\n%s" %
-                          (ctx.memtop.cmdline, ctx.memtop.tail()), flush=True)
-            finally:
-                ctx.cleanup()
+        return it.run_suite(TESTS, argv, "reliability tests need root and BPF",
+                            Ctx, why=why, after=no_sanitizer_report,
+                            on_fail=lambda ctx: it.print_memtop_tail(ctx.memtop))
     finally:
         Target.close()
-    print("%d/%d passed in %.1fs%s" % (len(sel) - len(failed), len(sel),
-                                        time.monotonic() - t0,
-                                        (" (failed: %s)" % " ".join(failed))
-                                        if failed else ""))
-    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ EXIT_TIMEOUT = 30
 # Processes
 
 
-class Run:
+class Run(it.Child):
     """A process whose stdout and stderr lines are both collected."""
 
     def __init__(self, argv, env=None, stdin=subprocess.DEVNULL):
@@ -104,16 +104,6 @@ class Run:
                                       (timeout, what))
                 self.cv.wait(left)
 
-    def alive(self):
-        return self.p.poll() is None
-
-    def signal(self, sig):
-        if self.alive():
-            try:
-                os.kill(self.pid, sig)
-            except ProcessLookupError:
-                pass
-
     def wait(self, timeout):
         try:
             rc = self.p.wait(timeout=timeout)
@@ -122,14 +112,6 @@ class Run:
         for t in self.threads:
             t.join(timeout=5)
         return rc
-
-    def kill(self):
-        if self.alive():
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.p.wait(timeout=5)
 
     def tail(self, key="err", n=20):
         return "\n".join("    | " + l for l in self.lines[key][-n:])
@@ -725,59 +707,13 @@ TESTS = [
 
 
 def main(argv):
-    why = it.environment_ok()
-    if why:
-        msg = "SKIP: system-wide tests need root and BPF (%s)" % \
-            "; ".join(why)
-        bar = "!" * len(msg)
-        print("%s\n%s\n%s" % (bar, msg, bar), flush=True)
-        return 1 if os.environ.get("CI", "").lower() == "true" else 0
-    if not (MEMTOP and os.access(MEMTOP, os.X_OK)):
-        print("FAIL setup: MEMTOP=%r is not an executable" % MEMTOP)
-        return 1
-    if not (WORKLOADS and os.path.isdir(WORKLOADS)):
-        print("FAIL setup: WORKLOADS=%r is not a directory" % WORKLOADS)
-        return 1
     it.MEMTOP, it.WORKLOADS = MEMTOP, WORKLOADS
-    names = [n for n, _ in TESTS]
-    sel = argv[1:] or names
-    bad = [s for s in sel if s not in names]
-    if bad:
-        print("unknown test(s): %s; known: %s" % (" ".join(bad),
-                                                  " ".join(names)))
-        return 2
-    failed = []
-    t0 = time.monotonic()
-    for name, fn in TESTS:
-        if name not in sel:
-            continue
-        ctx = Ctx(name)
-        start = time.monotonic()
-        try:
-            fn(ctx)
-            print("PASS system_%s (%.1fs)" % (name, time.monotonic() - start),
-                  flush=True)
-            if VERBOSE:
-                for n in ctx.notes:
-                    print("    " + n)
-        except SkipTest as e:
-            print("SKIP system_%s: %s" % (name, e), flush=True)
-        except Exception as e:
-            failed.append(name)
-            kind = "" if isinstance(e, TestFailure) else \
-                "%s: " % type(e).__name__
-            print("FAIL system_%s: %s%s" % (name, kind, e), flush=True)
-            for n in ctx.notes:
-                print("    note: " + n)
-            for m in ctx.memtops:
-                print("  memtop: %s\n  memtop stderr (tail):\n%s" %
-                      (m.cmdline, m.tail()), flush=True)
-        finally:
-            ctx.cleanup()
-    print("%d/%d passed in %.1fs%s" % (
-        len(sel) - len(failed), len(sel), time.monotonic() - t0,
-        (" (failed: %s)" % " ".join(failed)) if failed else ""))
-    return 1 if failed else 0
+
+    def on_fail(ctx):
+        for m in ctx.memtops:
+            it.print_memtop_tail(m)
+    return it.run_suite(TESTS, argv, "system-wide tests need root and BPF",
+                        Ctx, prefix="system_", on_fail=on_fail)
 
 
 if __name__ == "__main__":

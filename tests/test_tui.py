@@ -47,13 +47,9 @@ NUMERIC_HEADINGS = ["OUTSTANDING", "COUNT", "GROWTH/s", "ALLOC/s", "FREE/s",
 UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
 
 
-class TestFailure(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise TestFailure(msg)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import integration as it  # noqa: E402
+from integration import TestFailure, check  # noqa: E402
 
 
 # --------------------------------------------------------------------------
@@ -554,53 +550,15 @@ def environment_ok():
 
 
 def main(argv):
-    why = environment_ok()
-    if why:
-        msg = "SKIP: TUI tests need root, BPF and tmux (%s)" % "; ".join(why)
-        bar = "!" * len(msg)
-        print("%s\n%s\n%s" % (bar, msg, bar), flush=True)
-        return 1 if os.environ.get("CI", "").lower() == "true" else 0
-    if not (MEMTOP and os.access(MEMTOP, os.X_OK)):
-        print("FAIL setup: MEMTOP=%r is not an executable" % MEMTOP)
-        return 1
-    if not (WORKLOADS and os.path.isdir(WORKLOADS)):
-        print("FAIL setup: WORKLOADS=%r is not a directory" % WORKLOADS)
-        return 1
-    names = [n for n, _ in TESTS]
-    sel = argv[1:] or names
-    bad = [s for s in sel if s not in names]
-    if bad:
-        print("unknown test(s): %s; known: %s" % (" ".join(bad),
-                                                  " ".join(names)))
-        return 2
-    failed = []
-    t0 = time.monotonic()
-    for name, fn in TESTS:
-        if name not in sel:
-            continue
-        start = time.monotonic()
-        ctx = None
-        try:
-            ctx = Ctx()
-            fn(ctx)
-            print("PASS tui_%s (%.1fs)" % (name, time.monotonic() - start),
-                  flush=True)
-        except Exception as e:
-            failed.append(name)
-            kind = "" if isinstance(e, TestFailure) else type(e).__name__ + ": "
-            print("FAIL tui_%s: %s%s" % (name, kind, e), flush=True)
-            if ctx is not None and VERBOSE:
-                try:
-                    print(ctx.tmux.capture().text)
-                except Exception:
-                    pass
-        finally:
-            if ctx is not None:
-                ctx.cleanup()
-    print("%d/%d passed in %.1fs%s" % (
-        len(sel) - len(failed), len(sel), time.monotonic() - t0,
-        (" (failed: %s)" % " ".join(failed)) if failed else ""))
-    return 1 if failed else 0
+    def on_fail(ctx):
+        if VERBOSE:
+            try:
+                print(ctx.tmux.capture().text)
+            except Exception:
+                pass
+    return it.run_suite(TESTS, argv, "TUI tests need root, BPF and tmux",
+                        lambda name: Ctx(), prefix="tui_",
+                        why=environment_ok(), on_fail=on_fail)
 
 
 if __name__ == "__main__":
