@@ -1,24 +1,24 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
- * Anonymous memory mapped outside the allocator (issue 7), included by
+ * Anonymous memory mapped outside the allocator, included by
  * memtop.bpf.c after the "inflight" map. mmap, munmap and mremap of
  * anonymous private mappings by traced threads that are not inside an
  * allocator call (the per-thread depth) are accounted per process in
- * "anon_procs": a category of its own, not call sites. tp_btf on the raw
- * syscall tracepoints: no tracefs needed. Regions are tracked by start
+ * "anon_procs": a category of its own, not call sites. Classic raw_syscalls
+ * tracepoints. Regions are tracked by start
  * address; an munmap that does not start at a tracked region (the middle of
  * one, or a region mapped inside malloc) is ignored.
  */
 #ifndef MEMTOP_MMAP_BPF_H
 #define MEMTOP_MMAP_BPF_H
 
-#define MT_NR_MMAP 9
-#define MT_NR_MUNMAP 11
-#define MT_NR_MREMAP 25
-#define MT_MAP_TYPE 0x0f
-#define MT_MAP_PRIVATE 0x02
+#define MT_NR_MMAP	 9
+#define MT_NR_MUNMAP	 11
+#define MT_NR_MREMAP	 25
+#define MT_MAP_TYPE	 0x0f
+#define MT_MAP_PRIVATE	 0x02
 #define MT_MAP_ANONYMOUS 0x20
-#define MT_PAGE_UP(x) (((x) + 4095) & ~4095ull)
+#define MT_PAGE_UP(x)	 (((x) + 4095) & ~4095ull)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -32,7 +32,7 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 1 << 18);
 	__type(key, struct mt_live_key);
-	__type(value, __u64);
+	__type(value, struct mt_region);
 } anon_regions SEC(".maps");
 
 struct anon_call {
@@ -52,15 +52,9 @@ static __always_inline void anon_add(__u32 tgid, __s64 bytes, __s64 regions)
 {
 	struct mt_anon *a, zero = {};
 
-	a = bpf_map_lookup_elem(&anon_procs, &tgid);
-	if (!a) {
-		bpf_map_update_elem(&anon_procs, &tgid, &zero, BPF_NOEXIST);
-		a = bpf_map_lookup_elem(&anon_procs, &tgid);
-		if (!a) {
-			count(MT_CNT_ANON_FULL);
-			return;
-		}
-	}
+	a = map_get_or_init(&anon_procs, &tgid, &zero, MT_CNT_ANON_FULL);
+	if (!a)
+		return;
 	__sync_fetch_and_add(&a->bytes, bytes);
 	__sync_fetch_and_add(&a->regions, regions);
 	if (bytes > 0)
@@ -71,34 +65,53 @@ static __always_inline void anon_add(__u32 tgid, __s64 bytes, __s64 regions)
 
 static __always_inline void anon_region(__u32 tgid, __u64 addr, __u64 len)
 {
-	struct mt_live_key k = { .tgid = tgid, .addr = addr };
+	struct mt_live_key k = {.tgid = tgid, .addr = addr};
+	struct mt_region r = {.len = len, .epoch = live_epoch};
 
-	if (bpf_map_update_elem(&anon_regions, &k, &len, BPF_ANY))
+	if (bpf_map_update_elem(&anon_regions, &k, &r, BPF_ANY))
 		count(MT_CNT_ANON_FULL);
 	else
 		anon_add(tgid, len, 1);
 }
 
-SEC("tp_btf/sys_enter")
-int BPF_PROG(anon_enter, struct pt_regs *regs, long id)
+/* raw_syscalls' stable tracepoint records: no kernel BTF needed. */
+struct tp_sys_enter {
+	__u64 common;
+	__s64 id;
+	__u64 args[6];
+};
+
+struct tp_sys_exit {
+	__u64 common;
+	__s64 id;
+	__s64 ret;
+};
+
+NO_PRIVATE_STACK_MAP(nps_anon_enter);
+
+SEC("tracepoint/raw_syscalls/sys_enter")
+int anon_enter(struct tp_sys_enter *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32, tid = (__u32)pid_tgid;
-	struct anon_call c = { .nr = id };
+	long id = ctx->id;
+	struct anon_call c = {.nr = id};
 	struct mt_inflight *st;
 
+	NO_PRIVATE_STACK(ctx, nps_anon_enter);
 	if (id != MT_NR_MMAP && id != MT_NR_MUNMAP && id != MT_NR_MREMAP)
 		return 0;
-	if (!watched(tgid)) /* -p targets or everything: not each uprobe's pid */
+	if (!watched(
+		    tgid)) /* -p targets or everything: not each uprobe's pid */
 		return 0;
-	st = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
+	st = thread_get(false);
 	if (st && st->depth > 0)
 		return 0; /* the allocator's own: counted as its blocks */
-	c.a0 = BPF_CORE_READ(regs, di);
-	c.a1 = BPF_CORE_READ(regs, si);
-	c.a2 = BPF_CORE_READ(regs, dx);
+	c.a0 = ctx->args[0];
+	c.a1 = ctx->args[1];
+	c.a2 = ctx->args[2];
 	if (id == MT_NR_MMAP) {
-		__u64 flags = BPF_CORE_READ(regs, r10);
+		__u64 flags = ctx->args[3];
 
 		if (!(flags & MT_MAP_ANONYMOUS) ||
 		    (flags & MT_MAP_TYPE) != MT_MAP_PRIVATE)
@@ -108,16 +121,20 @@ int BPF_PROG(anon_enter, struct pt_regs *regs, long id)
 	return 0;
 }
 
-SEC("tp_btf/sys_exit")
-int BPF_PROG(anon_exit, struct pt_regs *regs, long ret)
+NO_PRIVATE_STACK_MAP(nps_anon_exit);
+
+SEC("tracepoint/raw_syscalls/sys_exit")
+int anon_exit(struct tp_sys_exit *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32, tid = (__u32)pid_tgid;
-	struct mt_live_key k = { .tgid = tgid };
+	struct mt_live_key k = {.tgid = tgid};
 	struct anon_call *cp, c;
-	__u64 *lenp, len, cut;
-	long nr = BPF_CORE_READ(regs, orig_ax);
+	struct mt_region *rp;
+	__u64 len, cut;
+	long nr = ctx->id, ret = ctx->ret;
 
+	NO_PRIVATE_STACK(ctx, nps_anon_exit);
 	if (nr != MT_NR_MMAP && nr != MT_NR_MUNMAP && nr != MT_NR_MREMAP)
 		return 0;
 	cp = bpf_map_lookup_elem(&anon_calls, &tid);
@@ -133,10 +150,10 @@ int BPF_PROG(anon_exit, struct pt_regs *regs, long ret)
 		break;
 	case MT_NR_MUNMAP:
 		k.addr = c.a0;
-		lenp = bpf_map_lookup_elem(&anon_regions, &k);
-		if (!lenp)
+		rp = bpf_map_lookup_elem(&anon_regions, &k);
+		if (!rp)
 			break;
-		len = *lenp;
+		len = rp->len;
 		if (bpf_map_delete_elem(&anon_regions, &k))
 			break; /* another thread's munmap owns it */
 		cut = MT_PAGE_UP(c.a1);
@@ -150,10 +167,10 @@ int BPF_PROG(anon_exit, struct pt_regs *regs, long ret)
 		break;
 	case MT_NR_MREMAP:
 		k.addr = c.a0;
-		lenp = bpf_map_lookup_elem(&anon_regions, &k);
-		if (!lenp)
+		rp = bpf_map_lookup_elem(&anon_regions, &k);
+		if (!rp)
 			break;
-		len = *lenp;
+		len = rp->len;
 		if (bpf_map_delete_elem(&anon_regions, &k))
 			break;
 		anon_add(tgid, -(__s64)len, -1);
@@ -163,45 +180,22 @@ int BPF_PROG(anon_exit, struct pt_regs *regs, long ret)
 	return 0;
 }
 
-struct anon_purge_ctx {
-	__u32 tgid;
-};
-
-static long anon_purge_one(struct bpf_map *map, struct mt_live_key *key,
-			   __u64 *val, struct anon_purge_ctx *pc)
+/*
+ * A process gone or exec'd: do its regions need memtop's sweep (see purge
+ * in memtop.bpf.c)? At exec the address space is new and the figures
+ * start again; at exit the last figure stays shown.
+ */
+static __always_inline bool anon_purge(__u32 tgid, bool reset)
 {
-	if (key->tgid == pc->tgid)
-		bpf_map_delete_elem(map, key);
-	return 0;
-}
-
-/* At exec the address space is new; at exit the last figure stays shown. */
-static __always_inline void anon_purge(__u32 tgid, bool reset)
-{
-	struct anon_purge_ctx pc = { .tgid = tgid };
 	struct mt_anon *a = bpf_map_lookup_elem(&anon_procs, &tgid);
+	bool some;
 
 	if (!a)
-		return;
-	if (a->regions > 0)
-		bpf_for_each_map_elem(&anon_regions, anon_purge_one, &pc, 0);
+		return false;
+	some = a->regions > 0;
 	if (reset)
 		bpf_map_delete_elem(&anon_procs, &tgid);
-}
-
-SEC("tp_btf/sched_process_exec")
-int BPF_PROG(anon_on_exec, struct task_struct *p, pid_t old_pid)
-{
-	anon_purge(p->tgid, true);
-	return 0;
-}
-
-SEC("tp_btf/sched_process_exit")
-int BPF_PROG(anon_on_exit, struct task_struct *p, bool group_dead)
-{
-	if (group_dead)
-		anon_purge(p->tgid, false);
-	return 0;
+	return some;
 }
 
 #endif /* MEMTOP_MMAP_BPF_H */

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""memtop reliability and security tests (issue 6).
+"""memtop reliability and security tests.
 
 Usage (as root, kernel with BPF, BTF and uprobes):
     MEMTOP=/abs/build/memtop WORKLOADS=/abs/build/tests/workloads \\
@@ -279,7 +279,9 @@ def test_bad_privileges(ctx):
 
 
 def test_bad_kernel(ctx):
-    """No BTF, no uprobes: hidden in a private mount namespace."""
+    """No BTF, no uprobes: hidden in a private mount namespace. A kernel
+    older than 6.1: uname(2) says 2.6.x under setarch's UNAME26
+    personality."""
     pid = P()
     for hide, regex in (("/sys/kernel/btf", r"no BTF.*CONFIG_DEBUG_INFO_BTF"),
                         ("/sys/bus/event_source/devices/uprobe",
@@ -287,6 +289,10 @@ def test_bad_kernel(ctx):
         sh = 'mount -t tmpfs none %s && exec "$0" "$@"' % hide
         ctx.notes.append(run_bad(["-p", pid, "-b"], EXIT_PERM, regex,
                                  prefix=["unshare", "-m", "sh", "-c", sh]))
+    ctx.notes.append(run_bad(["-p", pid, "-b"], EXIT_PERM,
+                             r"Linux 2\.6\.\S+ is older than 6\.1, the oldest "
+                             r"kernel memtop runs on",
+                             prefix=["setarch", "x86_64", "--uname-2.6"]))
 
 
 # --------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""memtop system-wide tests (issue 4) against ground-truth workloads.
+"""memtop system-wide tests against ground-truth workloads.
 
 Usage (as root, kernel with BPF and BTF; tmux for the screen test):
     MEMTOP=/abs/build/memtop WORKLOADS=/abs/build/tests/workloads \\

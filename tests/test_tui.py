@@ -482,7 +482,7 @@ def test_screen(ctx):
                       s.lines[s.heading + 1 + len(s.rows):-1]),
                   "stale lines after the rows:\n" + s.text)
 
-    # Very small terminals (issue 6): no crash, and a full redraw after.
+    # Very small terminals: no crash, and a full redraw after.
     for w, h in ((20, 5), (2, 2), (1, 1)):
         t.resize(w, h)
         time.sleep(0.5)
@@ -529,12 +529,76 @@ def test_no_color(ctx):
     ctx.wait_exit(0)
 
 
+def test_types(ctx):
+    """'o' on a Python server that keeps every connection: Connection and
+    ConnectionHandler have one live object per connection, and Enter on
+    Connection lists the line that creates them; Esc goes back."""
+    import glob
+    import socket
+    pys = sorted(glob.glob("/root/.pyenv/versions/3.12*/bin/python3.12") +
+                 glob.glob("/root/.pyenv/versions/3.11*/bin/python3.11"))
+    check(pys, "no pyenv CPython 3.11/3.12 to run the server with")
+    server = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          "workloads", "py_server.py")
+    srv = subprocess.Popen([pys[0], server], stdout=subprocess.PIPE)
+    try:
+        f = srv.stdout.readline().split()
+        check(len(f) == 3 and f[0] == b"READY", "server did not start: %r" % f)
+        port = int(f[2])
+        gt_pid, ctx.wl.pid = ctx.wl.pid, int(f[1])
+        try:
+            ctx.start_memtop()
+        finally:
+            ctx.wl.pid = gt_pid
+        ctx.tmux.keys("o")
+        ctx.tmux.wait(lambda s: "OBJECTS/s" in s.text, "the types screen")
+        n = 200
+        for i in range(n):
+            with socket.create_connection(("127.0.0.1", port)) as c:
+                c.sendall(b"GET /%d\n" % i)
+                c.recv(256)
+        for name in ("Connection", "ConnectionHandler"):
+            ctx.tmux.wait(lambda s: re.search(r"^\s+\d+\s+%d\s.*\s%s$" %
+                                              (n, name), s.text, re.M),
+                          "%d live %s objects" % (n, name))
+        line = None
+        with open(server) as fh:
+            for i, l in enumerate(fh, 1):
+                if "# CREATE" in l:
+                    line = i
+        for _ in range(10):
+            ctx.tmux.keys("Down")
+            ctx.tmux.keys("Enter")
+            s = ctx.tmux.wait(lambda s: "SITES THAT ALLOCATED" in s.text,
+                              "the sites of a type")
+            if "SITES THAT ALLOCATED Connection (" in s.text:
+                break
+            ctx.tmux.keys("Escape")
+            ctx.tmux.wait(lambda s: "OBJECTS/s" in s.text, "the types screen")
+        check("SITES THAT ALLOCATED Connection (" in s.text,
+              "Enter never showed Connection's sites:\n" + s.text)
+        check(re.search(r"^\s+%d\s.*Server\.serve_client  py_server\.py:%d$" %
+                        (n, line), s.text, re.M),
+              "Connection's site is not the creating line %d:\n%s" %
+              (line, s.text))
+        ctx.tmux.keys("Escape")
+        ctx.tmux.wait(lambda s: "OBJECTS/s" in s.text, "back to the types")
+        ctx.tmux.keys("Escape")
+        ctx.tmux.wait(lambda s: s.has_table(), "back to the sites table")
+        ctx.tmux.keys("q")
+        ctx.wait_exit(0)
+    finally:
+        srv.kill()
+        srv.wait()
+
+
 TESTS = [
     ("screen", test_screen),
     ("sigterm", test_sigterm),
     ("sigint", test_sigint),
     ("iterations", test_iterations),
     ("no_color", test_no_color),
+    ("types", test_types),
 ]
 
 

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target: config_parse (user/config.c). The input is argv after
+ * libFuzzer target: config_parse (user/model/config.c). The input is argv after
  * "memtop", one argument per NUL-separated piece.
  */
 #include <stdint.h>

@@ -6,7 +6,7 @@
  * demangling): symbolizer.c is included so its static functions are
  * reachable. Debug info is looked for only in the file itself.
  */
-#include "../../user/symbolizer.c"
+#include "../../user/symbol/symbolizer.c"
 
 static int no_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname,
 			Dwarf_Addr base, const char *file_name,
@@ -27,15 +27,17 @@ static const Dwfl_Callbacks offline_callbacks = {
 static char path[64];
 static int fd = -1;
 
+static struct symbolizer *sym;
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct proc p = { 0 };
-	struct mod_info mi = { 0 };
+	struct mod_index mi = {0};
 	Dwfl_Module *mod;
 	Dwarf_Addr lo, hi;
-	void **userdata;
 	Dwfl *dwfl;
 
+	if (!sym && symbolizer_new(&sym))
+		abort();
 	if (fd < 0) {
 		snprintf(path, sizeof(path), "/tmp/memtop-fuzz-elf-%d",
 			 (int)getpid());
@@ -53,33 +55,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	mod = dwfl_report_offline(dwfl, "fuzz", path, -1);
 	dwfl_report_end(dwfl, NULL, NULL);
 	if (mod) {
-		p.pid = getpid();
-		p.dwfl = dwfl;
-		mi.proc = &p;
-		dwfl_module_info(mod, &userdata, &lo, &hi, NULL, NULL, NULL,
-				 NULL);
-		*userdata = &mi;
-		if (!mi.syms_loaded)
-			load_mod_syms(mod, &mi);
+		dwfl_module_info(mod, NULL, &lo, &hi, NULL, NULL, NULL, NULL);
+		load_mod_syms(mod, &mi);
 		/* Every symbol's start and middle, then a sweep. */
 		for (size_t i = 0; i < mi.nsyms && i < 256; i++) {
-			struct sym_info info = { 0 };
+			struct sym_info info = {0};
 
-			resolve_elf(&p, mi.syms[i].addr, &info);
+			resolve_module(sym, mod, &mi, mi.syms[i].addr, &info);
 			memset(&info, 0, sizeof(info));
-			resolve_elf(&p, mi.syms[i].addr + mi.syms[i].size / 2,
-				    &info);
+			resolve_module(sym, mod, &mi,
+				       mi.syms[i].addr + mi.syms[i].size / 2,
+				       &info);
 		}
 		for (int k = 0; k < 64 && hi > lo; k++) {
-			struct sym_info info = { 0 };
+			struct sym_info info = {0};
 
-			resolve_elf(&p, lo + (hi - lo) / 64 * k, &info);
+			resolve_module(sym, mod, &mi, lo + (hi - lo) / 64 * k,
+				       &info);
 		}
-		*userdata = NULL;
 	}
 	dwfl_end(dwfl);
-	free(mi.syms);
-	free(mi.cus);
-	pool_free(&p.strs);
+	mod_index_free(&mi);
 	return 0;
 }

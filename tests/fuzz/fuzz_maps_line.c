@@ -1,5 +1,5 @@
 /*
- * libFuzzer target: procfs_parse_maps_line (user/procfs.c) on one
+ * libFuzzer target: procfs_parse_maps_line (user/source/procfs.c) on one
  * /proc/PID/maps line. The path part is chosen by the traced process.
  */
 #include <stdint.h>

@@ -1,6 +1,6 @@
 /*
- * libFuzzer target: symbolizer_parse_perf_map_line (user/symbolizer.c) on
- * one /tmp/perf-PID.map line, written by the traced process.
+ * libFuzzer target: symbolizer_parse_perf_map_line (user/symbol/symbolizer.c)
+ * on one /tmp/perf-PID.map line, written by the traced process.
  */
 #include <stdint.h>
 #include <stdlib.h>

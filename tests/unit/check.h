@@ -26,8 +26,7 @@ check(int ok, const char *fmt, ...)
 	putchar('\n');
 }
 
-__attribute__((unused)) static void check_str(const char *got,
-					      const char *want,
+__attribute__((unused)) static void check_str(const char *got, const char *want,
 					      const char *what)
 {
 	if (got && want && !strcmp(got, want))

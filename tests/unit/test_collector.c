@@ -39,10 +39,11 @@ static void check_dbl(double got, double want, const char *what)
 
 /* ---- fake hooks ---- */
 
-#define ID_STACK_FAIL 0x999 /* the stack hook fails */
-#define IP_NO_FUNC	 0x77 /* symbolize: no function, module libx.so+0x10 */
-#define IP_SYM_FAIL	 0x66 /* symbolize fails */
-#define ID_HUGE	 0x88 /* the stack hook claims more frames than fit */
+#define ID_STACK_FAIL 0x999  /* the stack hook fails */
+#define IP_NO_FUNC    0x77   /* symbolize: no function, module libx.so+0x10 */
+#define IP_SYM_FAIL   0x66   /* symbolize fails */
+#define ID_HUGE	      0x88   /* the stack hook claims more frames than fit */
+#define IP_LIBC	      0x7000 /* symbolize: a function in libc.so.6 */
 
 struct fake_stack {
 	uint64_t id;
@@ -51,15 +52,20 @@ struct fake_stack {
 };
 
 static const struct fake_stack stacks[] = {
-	{ 0x10, 3, { 0x100, 0x101, 0x102 } }, /* G: growing */
-	{ 0x20, 2, { 0x300, 0x301 } }, /* F: flat */
-	{ 0x30, 1, { 0x200 } }, /* H: shrinking */
-	{ 0x40, 2, { 0x400, 0x401 } }, /* N: new after the baseline */
-	{ 0x50, 2, { 0x500, 0x501 } }, /* collapse: fn_500 */
-	{ 0x51, 2, { 0x500, 0x502 } }, /* collapse: fn_500 too */
-	{ 0x52, 1, { 0x600 } }, /* collapse: fn_600 */
-	{ 0x77, 1, { IP_NO_FUNC } },
-	{ 0x66, 2, { IP_SYM_FAIL, 0x101 } },
+	{0x10, 3, {0x100, 0x101, 0x102}}, /* G: growing */
+	{0x20, 2, {0x300, 0x301}},	  /* F: flat */
+	{0x30, 1, {0x200}},		  /* H: shrinking */
+	{0x40, 2, {0x400, 0x401}},	  /* N: new after the baseline */
+	{0x50, 2, {0x500, 0x501}},	  /* collapse: fn_500 */
+	{0x51, 2, {0x500, 0x502}},	  /* collapse: fn_500 too */
+	{0x52, 1, {0x600}},		  /* collapse: fn_600 */
+	/* told apart: fn_500 again, called from fn_503 twice */
+	{0x53, 3, {0x500, 0x503, 0x700}},
+	{0x54, 3, {0x500, 0x503, 0x701}},
+	{0x77, 1, {IP_NO_FUNC}},
+	{0x66, 2, {IP_SYM_FAIL, 0x101}},
+	/* growth: a fault in libc's memset called from libc, from the app */
+	{0x70, 3, {IP_LIBC, IP_LIBC + 1, 0x702}},
 };
 
 struct fake_ctx {
@@ -110,7 +116,9 @@ static int fake_sym_hook(void *ctx, uint32_t pid, uint64_t ip,
 	if (ip == IP_SYM_FAIL)
 		return -ESRCH;
 	snprintf(f->module, sizeof(f->module), "%s",
-		 ip == IP_NO_FUNC ? "libx.so" : "app");
+		 ip == IP_NO_FUNC			? "libx.so"
+		 : ip >= IP_LIBC && ip < IP_LIBC + 0x10 ? "libc.so.6"
+							: "app");
 	out->module = f->module;
 	if (ip == IP_NO_FUNC) {
 		out->offset = 0x10;
@@ -152,7 +160,7 @@ static struct collector *new_collector(int growth_window, int suspect_window)
 
 /* ---- raw sample helpers ---- */
 
-#define T0 1000000000000ull /* mono_ns of the first sample */
+#define T0  1000000000000ull /* mono_ns of the first sample */
 #define SEC 1000000000ull
 
 static void add_site(struct raw_sample *r, uint32_t pid, uint64_t id,
@@ -216,8 +224,8 @@ static void proc_sum_sites(struct raw_sample *r, struct raw_proc *p)
 	}
 }
 
-static const struct snap_site *find_site(const struct snapshot *s,
-					 uint32_t pid, uint64_t id)
+static const struct snap_site *find_site(const struct snapshot *s, uint32_t pid,
+					 uint64_t id)
 {
 	for (int i = 0; i < s->nsites; i++)
 		if (s->sites[i].pid == pid && s->sites[i].stack_id == id)
@@ -225,8 +233,8 @@ static const struct snap_site *find_site(const struct snapshot *s,
 	return NULL;
 }
 
-static const struct snap_site *find_func(const struct snapshot *s,
-					 uint32_t pid, const char *func)
+static const struct snap_site *find_func(const struct snapshot *s, uint32_t pid,
+					 const char *func)
 {
 	for (int i = 0; i < s->nsites; i++)
 		if (s->sites[i].pid == pid &&
@@ -235,8 +243,7 @@ static const struct snap_site *find_func(const struct snapshot *s,
 	return NULL;
 }
 
-static const struct snap_proc *find_proc(const struct snapshot *s,
-					 uint32_t pid)
+static const struct snap_proc *find_proc(const struct snapshot *s, uint32_t pid)
 {
 	for (int i = 0; i < s->nprocs; i++)
 		if (s->procs[i].pid == pid)
@@ -371,8 +378,7 @@ static void test_main_scenario(void)
 
 	/* Trend, oldest first. */
 	check_i64(g->ntrend, 6, "G ntrend");
-	check(g->trend[0] == 1000 && g->trend[3] == 4000 &&
-		      g->trend[5] == 6000,
+	check(g->trend[0] == 1000 && g->trend[3] == 4000 && g->trend[5] == 6000,
 	      "G trend 1000..6000 oldest first");
 	check(f->ntrend == 6 && f->trend[0] == 5000 && f->trend[5] == 5000,
 	      "F trend flat");
@@ -444,8 +450,9 @@ static void test_main_scenario(void)
 	if (g && h && n) {
 		check_dbl(g->growth_bps, 1000, "baseline t=6: G growth");
 		check_dbl(h->growth_bps, -2000, "baseline t=6: H growth");
-		check_dbl(n->growth_bps, 3000,
-			  "baseline t=6: new N grows from 0 since the baseline");
+		check_dbl(
+			n->growth_bps, 3000,
+			"baseline t=6: new N grows from 0 since the baseline");
 		check_str(n->function, "fn_400", "N function");
 	}
 	p = find_proc(s, PID);
@@ -475,7 +482,8 @@ static void test_main_scenario(void)
 	n = find_site(s, PID, 0x40);
 	check(!err && !s->baseline && n, "baseline off");
 	if (n)
-		check_dbl(n->growth_bps, 0, "baseline off: N growth is windowed");
+		check_dbl(n->growth_bps, 0,
+			  "baseline off: N growth is windowed");
 
 	collector_free(c);
 	sample_free(&raw);
@@ -526,16 +534,19 @@ static void test_placeholders(void)
 	if (x) {
 		check_str(x->function, "[stack unavailable]",
 			  "stack hook failed: function");
-		check_str(x->location, "[unknown]", "stack hook failed: location");
+		check_str(x->location, "[unknown]",
+			  "stack hook failed: location");
 		check_i64(x->nframes, 0, "stack hook failed: no frames");
-		check_i64(x->outstanding_bytes, 100, "stack hook failed: bytes");
+		check_i64(x->outstanding_bytes, 100,
+			  "stack hook failed: bytes");
 	}
 	x = find_site(s, 200, 0);
 	check(x != NULL, "stack_id 0 site is kept");
 	if (x) {
 		check_str(x->function, "[stack not captured]",
 			  "stack_id 0: function");
-		check_str(x->site_id, "0000000000000000", "stack_id 0: site_id");
+		check_str(x->site_id, "0000000000000000",
+			  "stack_id 0: site_id");
 		check_i64(x->nframes, 0, "stack_id 0: no frames");
 	}
 	x = find_site(s, 200, 0x77);
@@ -555,7 +566,8 @@ static void test_placeholders(void)
 	if (x) {
 		check_str(x->function, "[unknown 0x66]",
 			  "symbolize failed: function");
-		check_str(x->location, "[unknown]", "symbolize failed: location");
+		check_str(x->location, "[unknown]",
+			  "symbolize failed: location");
 		if (x->nframes == 2) {
 			check_str(x->frames[0].module, "",
 				  "symbolize failed: module empty");
@@ -604,10 +616,8 @@ static void test_placeholders(void)
 	proc_sum_sites(&raw, rp);
 	rp = add_proc(&raw, 300, "idle", true, true);
 	proc_sum_sites(&raw, rp);
-	add_proc(&raw, 201, "other", true, true)->st =
-		(struct mt_stats){ .outstanding_bytes = 700,
-				   .outstanding_allocs = 7,
-				   .allocs = 7 };
+	add_proc(&raw, 201, "other", true, true)->st = (struct mt_stats){
+		.outstanding_bytes = 700, .outstanding_allocs = 7, .allocs = 7};
 	err = collector_update(c, &raw, &s);
 	check(!err, "update 2");
 	p = find_proc(s, 200);
@@ -703,6 +713,63 @@ static void test_collapse(void)
 	collapse_sample(&raw, 2);
 	err = collector_update(c, &raw, &s);
 	check(!err && s->nsites == 4, "collapse off: 4 rows again");
+	x = find_site(s, 400, 0x50);
+	check(x && x->via && !strcmp(x->via, "via fn_501"),
+	      "rows sharing function and location: told apart by the caller "
+	      "(%s)",
+	      x && x->via ? x->via : "NULL");
+	x = find_site(s, 400, 0x51);
+	check(x && x->via && !strcmp(x->via, "via fn_502"),
+	      "the other row: its caller");
+	x = find_site(s, 400, 0x52);
+	check(x && !x->via, "a row of its own: nothing added");
+	x = find_site(s, 401, 0x50);
+	check(x && !x->via, "the same stack in another process: nothing added");
+
+	/* Two of four rows share their caller too: those get the site id. */
+	sample_reset(&raw);
+	raw.mono_ns = T0 + 3 * SEC;
+	add_site(&raw, 400, 0x50, 10, 1, 1, 0);
+	add_site(&raw, 400, 0x51, 20, 1, 1, 0);
+	add_site(&raw, 400, 0x53, 30, 1, 1, 0);
+	add_site(&raw, 400, 0x54, 40, 1, 1, 0);
+	proc_sum_sites(&raw, add_proc(&raw, 400, "col", true, true));
+	err = collector_update(c, &raw, &s);
+	check(!err, "update");
+	x = find_site(s, 400, 0x53);
+	check(x && x->via && !strcmp(x->via, "#0000000000000053"),
+	      "a shared caller: the site id (%s)",
+	      x && x->via ? x->via : "NULL");
+	x = find_site(s, 400, 0x54);
+	check(x && x->via && !strcmp(x->via, "#0000000000000054"),
+	      "and the other's");
+	x = find_site(s, 400, 0x51);
+	check(x && x->via && !strcmp(x->via, "via fn_502"),
+	      "a unique caller still names it");
+
+	/* The same rows again: the same answers (kept from the last time). */
+	raw.mono_ns = T0 + 4 * SEC;
+	err = collector_update(c, &raw, &s);
+	x = find_site(s, 400, 0x53);
+	check(!err && x && x->via && !strcmp(x->via, "#0000000000000053"),
+	      "unchanged rows: the site id again (%s)",
+	      x && x->via ? x->via : "NULL");
+	x = find_site(s, 400, 0x51);
+	check(x && x->via && !strcmp(x->via, "via fn_502"),
+	      "unchanged rows: the caller again");
+
+	/* One row fewer: its partner's caller is unique now. */
+	sample_reset(&raw);
+	raw.mono_ns = T0 + 5 * SEC;
+	add_site(&raw, 400, 0x50, 10, 1, 1, 0);
+	add_site(&raw, 400, 0x51, 20, 1, 1, 0);
+	add_site(&raw, 400, 0x53, 30, 1, 1, 0);
+	proc_sum_sites(&raw, add_proc(&raw, 400, "col", true, true));
+	err = collector_update(c, &raw, &s);
+	x = find_site(s, 400, 0x53);
+	check(!err && x && x->via && !strncmp(x->via, "via ", 4),
+	      "a row gone: worked out again (%s)",
+	      x && x->via ? x->via : "NULL");
 	collector_free(c);
 	sample_free(&raw);
 }
@@ -761,9 +828,9 @@ static void test_many_sites(void)
 			found = 1;
 	check(found, "a site among 10k has its function and rate");
 	p = sample_find_proc(&raw, 500);
-	check(find_proc(s, 500) && find_proc(s, 500)->nsites == NBIG &&
-		      p && find_proc(s, 500)->outstanding_bytes ==
-				   p->st.outstanding_bytes,
+	check(find_proc(s, 500) && find_proc(s, 500)->nsites == NBIG && p &&
+		      find_proc(s, 500)->outstanding_bytes ==
+			      p->st.outstanding_bytes,
 	      "proc row: %d sites, bytes", NBIG);
 	collector_free(c);
 	sample_free(&raw);
@@ -810,11 +877,152 @@ static void test_long_history(void)
 	check(g && g->suspect, "steady riser is a suspect after the wrap");
 	pa = find_proc(s, 600);
 	pb = find_proc(s, 601);
-	check(pa && pa->nsites == 2 && pa->nsuspects == 1, "process a: 2 sites, 1 suspect");
+	check(pa && pa->nsites == 2 && pa->nsuspects == 1,
+	      "process a: 2 sites, 1 suspect");
 	check(pb && pb->nsites == 1 && pb->nsuspects == 0, "process b: 1 site");
 	check(pa && pa->ntrend == SNAP_TREND &&
 		      pa->trend[SNAP_TREND - 1] == 100 * T + 7,
 	      "process trend newest last");
+	collector_free(c);
+	sample_free(&raw);
+}
+
+/*
+ * Growth mode: a site of kind MT_SITE_TOUCHED counts page faults. Its row
+ * says so, its FUNCTION is the first frame outside the C library, and the
+ * process's trend, growth and change follow TOUCHED, with its RSS change.
+ */
+static void test_growth(void)
+{
+	struct collector_opts o = {.sort = SORT_OUTSTANDING, .growth = true};
+	struct collector_hooks h = {.ctx = &fctx,
+				    .stack = fake_stack_hook,
+				    .symbolize = fake_sym_hook};
+	const struct snapshot *snap = NULL;
+	struct raw_sample r = {0};
+	struct collector *c = NULL;
+	struct raw_proc *p;
+	struct raw_site site;
+
+	printf("# growth mode\n");
+	check(!collector_new(&c, &o, &h) && c, "collector_new (growth)");
+	if (!c)
+		return;
+	for (int k = 0; k < 2; k++) {
+		uint64_t touched = (uint64_t)(k + 2) * 4096;
+
+		sample_reset(&r);
+		r.mono_ns = T0 + (uint64_t)k * SEC;
+		memset(&site, 0, sizeof(site));
+		site.key.tgid = 7;
+		site.key.kind = MT_SITE_TOUCHED;
+		site.key.stack_id = 0x70;
+		site.st.allocs = (uint64_t)k + 2;
+		site.st.alloc_bytes = touched;
+		site.st.outstanding_bytes = (int64_t)touched;
+		site.st.outstanding_allocs = k + 2;
+		site.st.first_ns = site.st.last_ns = T0;
+		/* The same stack's allocation site: a kind of its own. */
+		check(!sample_add_site(&r, &site), "add touched site");
+		add_site(&r, 7, 0x70, 100, 1, 1, 0);
+		p = add_proc(&r, 7, "grower", true, true);
+		p->touched_bytes = touched;
+		p->touched_faults = (uint64_t)k + 2;
+		p->returned_bytes = 4096;
+		p->rss_bytes = (4u << 20) + (uint64_t)k * 8192;
+		p->st.outstanding_bytes = 100;
+		check(!collector_update(c, &r, &snap), "update %d", k);
+	}
+	check(snap && snap->growth, "snapshot is growth mode");
+	check(snap && snap->nsites == 2, "two sites: touched and allocation");
+	for (int i = 0; snap && i < snap->nsites; i++) {
+		const struct snap_site *st = &snap->sites[i];
+
+		if (!st->touched) {
+			check_i64(st->outstanding_bytes, 100,
+				  "allocation site of the same stack apart");
+			continue;
+		}
+		check_i64((int64_t)st->touched_bytes, 3 * 4096,
+			  "touched bytes");
+		check(!strcmp(st->function, "fn_702"),
+		      "FUNCTION skips libc frames: %s", st->function);
+		check(!strcmp(st->frames[0].func, "fn_7001"),
+		      "frame 0 (the faulting ip) looked up as is: %s",
+		      st->frames[0].func);
+		check_dbl(st->growth_bps, 4096, "TOUCHED/s");
+	}
+	check(snap && snap->nprocs == 1 && snap->procs[0].growth,
+	      "process in growth mode");
+	if (snap && snap->nprocs == 1) {
+		const struct snap_proc *q = &snap->procs[0];
+
+		check_i64((int64_t)q->touched_bytes, 3 * 4096,
+			  "process touched");
+		check_i64(q->delta_bytes, 4096,
+			  "process change follows TOUCHED");
+		check_i64(q->rss_change, 8192, "RSS change since first seen");
+		check_i64((int64_t)q->returned_bytes, 4096, "returned bytes");
+		check_i64(q->trend[q->ntrend - 1], 3 * 4096,
+			  "process trend follows TOUCHED");
+		check_i64(q->outstanding_bytes, 100, "outstanding kept apart");
+	}
+	sample_free(&r);
+	collector_free(c);
+}
+
+/* ---- GROWTH/s: the last interval's change per second ---- */
+
+static void growth_step(struct collector *c, struct raw_sample *raw, int t,
+			int64_t bytes, const struct snapshot **s)
+{
+	sample_reset(raw);
+	raw->mono_ns = T0 + (uint64_t)t * SEC;
+	add_site(raw, 500, 0x10, bytes, 1, 1, 0);
+	proc_sum_sites(raw, add_proc(raw, 500, "g", true, true));
+	check(!collector_update(c, raw, s) && *s, "update t=%d", t);
+}
+
+static void test_growth_rate(void)
+{
+	struct collector_opts o = {.sort = SORT_OUTSTANDING, .start_ns = T0};
+	struct collector_hooks h = {
+		.ctx = &fctx,
+		.stack = fake_stack_hook,
+		.symbolize = fake_sym_hook,
+	};
+	const struct snapshot *s = NULL;
+	const struct snap_site *x;
+	const struct snap_proc *p;
+	struct raw_sample raw;
+	struct collector *c = NULL;
+
+	printf("# GROWTH/s\n");
+	memset(&raw, 0, sizeof(raw));
+	check(!collector_new(&c, &o, &h) && c, "collector_new");
+	if (!c)
+		return;
+	/* Attached at T0; the first sample 2 s later holds 4000 B. */
+	growth_step(c, &raw, 2, 4000, &s);
+	x = find_site(s, 500, 0x10);
+	p = find_proc(s, 500);
+	check(x && p, "site and process");
+	if (!x || !p)
+		goto out;
+	check_dbl(x->growth_bps, 2000,
+		  "first sample: site growth since attach");
+	check_dbl(p->growth_bps, 2000, "first sample: process growth");
+	check_dbl((double)p->delta_bytes / s->interval_s, p->growth_bps,
+		  "first sample: the header's change per second");
+	growth_step(c, &raw, 3, 5000, &s);
+	x = find_site(s, 500, 0x10);
+	check(x && x->growth_bps == 1000, "then the last interval's: 1000");
+	growth_step(c, &raw, 4, 5000, &s);
+	x = find_site(s, 500, 0x10);
+	p = find_proc(s, 500);
+	check(x && x->growth_bps == 0 && p && p->growth_bps == 0,
+	      "growth stopped: 0 at once");
+out:
 	collector_free(c);
 	sample_free(&raw);
 }
@@ -826,6 +1034,8 @@ int main(void)
 	test_collapse();
 	test_many_sites();
 	test_long_history();
+	test_growth();
+	test_growth_rate();
 	printf("%d checks, %d failed\n", checks, failures);
 	return failures ? 1 : 0;
 }

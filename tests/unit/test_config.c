@@ -118,7 +118,14 @@ static void test_pids(void)
 	expect_err(parse("-p", "abc", NULL), "abc", "-p abc");
 	expect_err(parse("-p", "-5", NULL), "-5", "-p -5");
 	expect_err(parse("-p", "0", NULL), "0", "-p 0");
-	expect_err(parse("-p", "1,,x", NULL), "'x'", "-p 1,,x");
+	expect_err(parse("-p", "1,x", NULL), "'x'", "-p 1,x");
+	expect_err(parse("-p", "1,,2", NULL), "'1,,2'",
+		   "-p 1,,2: an empty PID");
+	expect_err(parse("-p", "1,", NULL), "'1,'", "-p 1,: an empty PID");
+	expect_err(parse("--csv", "-b", NULL), "not the option '-b'",
+		   "--csv -b: an option, not a file");
+	expect_err(parse("--growth", "--types", NULL), "not with --growth",
+		   "--growth --types");
 	expect_err(parse("-p", "99999999999", NULL), "99999999999",
 		   "-p 99999999999");
 	expect_err(parse("-p", "2147483648", NULL), "2147483648",
@@ -193,7 +200,8 @@ static void test_numbers(void)
 	expect_err(parse("-p", "1", "--reclaim-after", "0.5", NULL),
 		   "--reclaim-after", "--reclaim-after 0.5 (below 1 s)");
 	rc = parse("-p", "1", "--reclaim-after", "0", NULL);
-	check(rc == CONFIG_RUN && cfg.reclaim_s == 0, "--reclaim-after 0 (never) accepted");
+	check(rc == CONFIG_RUN && cfg.reclaim_s == 0,
+	      "--reclaim-after 0 (never) accepted");
 	expect_err(parse("-p", "1", "--max-allocs", "0", NULL), "--max-allocs",
 		   "--max-allocs 0");
 	expect_err(parse("-p", "1", "--max-allocs", "268435457", NULL),
@@ -201,8 +209,8 @@ static void test_numbers(void)
 	expect_err(parse("-p", "1", "--max-allocs", "99999999999999999999999",
 			 NULL),
 		   "--max-allocs", "--max-allocs absurd");
-	expect_err(parse("-p", "1", "--max-allocs", "-1", NULL),
-		   "--max-allocs", "--max-allocs -1");
+	expect_err(parse("-p", "1", "--max-allocs", "-1", NULL), "--max-allocs",
+		   "--max-allocs -1");
 	expect_err(parse("-p", "1", "--max-stacks", "0", NULL), "--max-stacks",
 		   "--max-stacks 0");
 	expect_err(parse("-p", "1", "--max-stacks", "16777217", NULL),
@@ -229,13 +237,13 @@ static void test_sort_libs_flags(void)
 		      !strcmp(cfg.libs[1], "/b/libtcmalloc.so"),
 	      "--lib repeated");
 	expect_err(parse("-p", "1", "--lib", "", NULL), "--lib", "--lib ''");
-	rc = parse("-p", "1", "--lib", "1", "--lib", "2", "--lib", "3",
-		   "--lib", "4", "--lib", "5", "--lib", "6", "--lib", "7",
-		   "--lib", "8", "--lib", "9", "--lib", "10", "--lib", "11",
-		   "--lib", "12", "--lib", "13", "--lib", "14", "--lib", "15",
-		   "--lib", "16", NULL);
-	check(rc == CONFIG_RUN && cfg.nlibs == CONFIG_MAX_LIBS,
-	      "%d --lib fit", CONFIG_MAX_LIBS);
+	rc = parse("-p", "1", "--lib", "1", "--lib", "2", "--lib", "3", "--lib",
+		   "4", "--lib", "5", "--lib", "6", "--lib", "7", "--lib", "8",
+		   "--lib", "9", "--lib", "10", "--lib", "11", "--lib", "12",
+		   "--lib", "13", "--lib", "14", "--lib", "15", "--lib", "16",
+		   NULL);
+	check(rc == CONFIG_RUN && cfg.nlibs == CONFIG_MAX_LIBS, "%d --lib fit",
+	      CONFIG_MAX_LIBS);
 	expect_err(parse("-p", "1", "--lib", "1", "--lib", "2", "--lib", "3",
 			 "--lib", "4", "--lib", "5", "--lib", "6", "--lib", "7",
 			 "--lib", "8", "--lib", "9", "--lib", "10", "--lib",
@@ -246,8 +254,8 @@ static void test_sort_libs_flags(void)
 	rc = parse("-p", "1", "-b", "-C", "-v", NULL);
 	check(rc == CONFIG_RUN && cfg.batch && cfg.no_color && cfg.verbose,
 	      "-b -C -v");
-	rc = parse("-p", "1", "--batch", "--no-color", "--verbose",
-		   "--reverse", NULL);
+	rc = parse("-p", "1", "--batch", "--no-color", "--verbose", "--reverse",
+		   NULL);
 	check(rc == CONFIG_RUN && cfg.batch && cfg.no_color && cfg.verbose &&
 		      cfg.reverse,
 	      "long flags");
@@ -277,8 +285,8 @@ static void test_errors(void)
 	/* No -p: the whole system. */
 	check(parse(NULL) == CONFIG_RUN && cfg.npids == 0 && !cfg.command,
 	      "no -p: system-wide");
-	check(parse("-b", "--", "ls", "-l", NULL) == CONFIG_RUN && cfg.command &&
-		      !strcmp(cfg.command[0], "ls") &&
+	check(parse("-b", "--", "ls", "-l", NULL) == CONFIG_RUN &&
+		      cfg.command && !strcmp(cfg.command[0], "ls") &&
 		      !strcmp(cfg.command[1], "-l") && !cfg.command[2],
 	      "-- COMMAND ARGS: the command's own options stay its own");
 	expect_err(parse("-p", "1", "--", "ls", NULL), "-p",
@@ -305,6 +313,15 @@ static void test_errors(void)
 	expect_err(parse("--sample", "0", NULL), "--sample", "--sample 0");
 	expect_err(parse("--min-size", "-1", NULL), "--min-size",
 		   "--min-size negative");
+	check(parse("--growth", "-p", "1", NULL) == CONFIG_RUN && cfg.growth,
+	      "--growth");
+	expect_err(parse("--growth", "--sample", "10", NULL), "--growth",
+		   "--growth with --sample");
+	/* The exports have a touched_space type and touched-bytes metrics. */
+	check(parse("--growth", "--pprof", "x.pb.gz", "--listen", ":0", NULL) ==
+			      CONFIG_RUN &&
+		      cfg.growth && cfg.pprof_path && cfg.listen,
+	      "--growth with --pprof and --listen");
 	/* Values are echoed; the message must stay on one line. */
 	expect_err(parse("-p", "1", "-o", "bad\nsort", NULL), NULL,
 		   "-o with a newline in the value");

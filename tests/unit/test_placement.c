@@ -34,7 +34,8 @@ int main(void)
 	/* test %rdi,%rdi; je ...; push %rbp: past the NULL check */
 	check("glibc free", "4885ff0f84bf00000055488d77f05348", 1, 9);
 	/* without the NULL rule: the je after the flags-only test */
-	check("free pattern without null_skips", "4885ff0f84bf00000055488d77f05348", 0, 3);
+	check("free pattern without null_skips",
+	      "4885ff0f84bf00000055488d77f05348", 0, 3);
 	/* push %r12 first: already emulated */
 	check("glibc malloc", "415455534889fb4883ec10803d461b14", 0, 0);
 	/* cmpb $0,x(%rip); je: probe the je */

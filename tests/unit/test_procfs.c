@@ -1,8 +1,8 @@
 /*
  * Unit tests of the /proc readers: the maps line parser on real-looking and
  * junk lines, and procfs_alive / procfs_fill on this process, a child, a
- * zombie and dead PIDs. No root needed. Prints one line per check; exits
- * non-zero if any failed.
+ * zombie and dead PIDs, and the open-file and thread counts.  No root needed.
+ * Prints one line per check; exits non-zero if any failed.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,7 +16,10 @@
 #include <unistd.h>
 #include <sys/wait.h>
 #include <linux/types.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include "procfs.h"
+#include "source/resources.h"
 
 #include "check.h"
 
@@ -165,7 +168,7 @@ static int wait_comm(pid_t pid, const char *want)
 		}
 		if (ok)
 			return 0;
-		nanosleep(&(struct timespec){ .tv_nsec = 5000000 }, NULL);
+		nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
 	}
 	return -1;
 }
@@ -187,7 +190,8 @@ static void test_alive_fill(void)
 	check(p.alive, "procfs_fill(self): alive");
 	check(p.comm[0] && strlen(p.comm) < sizeof(p.comm),
 	      "procfs_fill(self): comm \"%s\"", p.comm);
-	check(!strncmp(p.comm, "test_procfs", 11) || !strncmp(p.comm, "a.out", 5),
+	check(!strncmp(p.comm, "test_procfs", 11) ||
+		      !strncmp(p.comm, "a.out", 5),
 	      "procfs_fill(self): comm is this program (\"%s\")", p.comm);
 	check(strlen(p.cmdline) > 0 && strlen(p.cmdline) < sizeof(p.cmdline),
 	      "procfs_fill(self): cmdline \"%s\"", p.cmdline);
@@ -227,7 +231,7 @@ static void test_alive_fill(void)
 		if (!waitid(P_PID, (id_t)child, &si, WEXITED | WNOWAIT) &&
 		    si.si_pid == child)
 			break;
-		nanosleep(&(struct timespec){ .tv_nsec = 5000000 }, NULL);
+		nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
 	}
 	check(!procfs_alive(child), "zombie child: not alive");
 	memset(&p, 0, sizeof(p));
@@ -240,11 +244,81 @@ static void test_alive_fill(void)
 	check(!procfs_alive(child), "reaped child: not alive");
 }
 
+static void *parked(void *arg)
+{
+	int *fd = arg;
+	char c;
+
+	/* Block until the test closes the pipe's write end. */
+	while (read(*fd, &c, 1) > 0)
+		;
+	return NULL;
+}
+
+static void test_resources(void)
+{
+	static const struct {
+		const char *text;
+		int want;
+	} cases[] = {
+		{"Name:\tx\nThreads:\t7\nSigQ:\t0/1\n", 7},
+		{"Threads:\t1\n", 1},
+		{"Name:\tThreads:\t9\n", -ENOENT}, /* a name, not the field */
+		{"Name:\tx\nThreads:\t\n", -ENOENT},
+		{"Name:\tx\nThreads:\t-3\n", -ENOENT},
+		{"Name:\tx\n", -ENOENT},
+		{"", -ENOENT},
+	};
+	struct raw_proc p0, p1;
+	pthread_t th[3];
+	int fds[25], pipefd[2], n0;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		check(resources_parse_threads(cases[i].text) == cases[i].want,
+		      "parse_threads case %zu = %d", i,
+		      resources_parse_threads(cases[i].text));
+	check(resources_parse_threads(NULL) == -ENOENT, "parse_threads(NULL)");
+	check(resources_open_fds(999999999) == -ENOENT,
+	      "open_fds of a PID that cannot exist: -ENOENT");
+
+	memset(&p0, 0, sizeof(p0));
+	p0.tgid = (uint32_t)getpid();
+	procfs_fill(&p0);
+	check(p0.has_resources && p0.open_fds >= 3 && p0.threads == 1,
+	      "self: %u files (>= 3), %u thread", p0.open_fds, p0.threads);
+	n0 = resources_open_fds(getpid());
+	if (pipe(pipefd)) {
+		check(0, "pipe: %s", strerror(errno));
+		return;
+	}
+	for (int i = 0; i < 25; i++)
+		fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	for (int i = 0; i < 3; i++)
+		pthread_create(&th[i], NULL, parked, &pipefd[0]);
+	memset(&p1, 0, sizeof(p1));
+	p1.tgid = (uint32_t)getpid();
+	procfs_fill(&p1);
+	check(p1.open_fds == p0.open_fds + 27,
+	      "25 files and a pipe opened: %u -> %u", p0.open_fds, p1.open_fds);
+	check(resources_open_fds(getpid()) == n0 + 27, "open_fds agrees");
+	check(p1.threads == p0.threads + 3, "3 threads started: %u -> %u",
+	      p0.threads, p1.threads);
+	close(pipefd[1]);
+	for (int i = 0; i < 3; i++)
+		pthread_join(th[i], NULL);
+	close(pipefd[0]);
+	for (int i = 0; i < 25; i++)
+		close(fds[i]);
+	check(resources_open_fds(getpid()) == n0, "all closed again: %d",
+	      resources_open_fds(getpid()));
+}
+
 int main(void)
 {
 	test_maps_good();
 	test_maps_junk();
 	test_alive_fill();
+	test_resources();
 	printf("%d checks, %d failed\n", checks, failures);
 	return failures ? 1 : 0;
 }

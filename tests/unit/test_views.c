@@ -52,27 +52,32 @@ static void check_str(const char *got, const char *want, const char *what)
 #define QFUNC	 "parse_\"quoted\",x"
 #define LONGFUNC "zlib_alloc_with_a_very_long_function_name_that_goes_on"
 
+#define FR(ip_, func_, loc_, mod_)                                             \
+	{                                                                      \
+		.ip = ip_, .func = func_, .location = loc_, .module = mod_     \
+	}
+
 static const struct snap_frame fr_a1[] = {
-	{0x1001, QFUNC, "parse.c:10", "server"},
-	{0x1002, "handle_request", "server.c:20", "server"},
-	{0x1003, "main", "server.c:5", "server"},
+	FR(0x1001, QFUNC, "parse.c:10", "server"),
+	FR(0x1002, "handle_request", "server.c:20", "server"),
+	FR(0x1003, "main", "server.c:5", "server"),
 };
 static const struct snap_frame fr_b2[] = {
-	{0x2001, "make_buffer", "buf.c:7", "server"},
-	{0x2002, "serve", "server.c:30", "server"},
-	{0x2003, "main", "server.c:5", "server"},
+	FR(0x2001, "make_buffer", "buf.c:7", "server"),
+	FR(0x2002, "serve", "server.c:30", "server"),
+	FR(0x2003, "main", "server.c:5", "server"),
 };
 static const struct snap_frame fr_c3[] = {
-	{0x3001, LONGFUNC, "[libz.so.1+0x1a2b]", "libz.so.1"},
-	{0x3002, "main", "server.c:5", "server"},
+	FR(0x3001, LONGFUNC, "[libz.so.1+0x1a2b]", "libz.so.1"),
+	FR(0x3002, "main", "server.c:5", "server"),
 };
 static const struct snap_frame fr_d4[] = {
-	{0x4001, "freed_all", "f.c:1", "server"},
-	{0x4002, "main", "server.c:5", "server"},
+	FR(0x4001, "freed_all", "f.c:1", "server"),
+	FR(0x4002, "main", "server.c:5", "server"),
 };
 static const struct snap_frame fr_e5[] = {
-	{0x5001, "worker_loop", "worker.c:50", "worker"},
-	{0x5002, "thread_start", "worker.c:2", "worker"},
+	FR(0x5001, "worker_loop", "worker.c:50", "worker"),
+	FR(0x5002, "thread_start", "worker.c:2", "worker"),
 };
 
 static struct snap_site base_sites[6];
@@ -110,8 +115,10 @@ static void build_snapshot(void)
 
 	site_init(&base_sites[0], 100, "00000000000000a1", 6000, 3, 5.0, 1, 10,
 		  QFUNC, fr_a1, 3);
+	base_sites[0].gc_frees = 3; /* of its 7 frees */
 	site_init(&base_sites[1], 100, "00000000000000b2", 3000, 10, -1.0, 2,
 		  20, "make_buffer", fr_b2, 3);
+	base_sites[1].via = "via serve"; /* as if another make_buffer row */
 	site_init(&base_sites[2], 100, "00000000000000c3", 1000, 10, 100.0, 3,
 		  30, LONGFUNC, fr_c3, 2);
 	site_init(&base_sites[3], 100, "00000000000000d4", 0, 0, 0.0, 4, 40,
@@ -137,6 +144,17 @@ static void build_snapshot(void)
 	p->alloc_rate = 10;
 	p->free_rate = 9.5;
 	p->rss_bytes = 4 << 20;
+	p->peak_bytes = 286000000;
+	p->interval_peak_bytes = 250000000;
+	p->has_resources = true;
+	p->open_fds = 17;
+	p->threads = 3;
+	p->fds_growth = 9;
+	p->has_gc = true;
+	p->gc_collections = 12;
+	snprintf(p->not_seen, sizeof(p->not_seen), "%s",
+		 "Python frames (CPython 3.16, \"new\"); inlined calls");
+	p->gc_frees = 5;
 	p->nsites = 4;
 	p = &base_procs[1];
 	p->pid = 200;
@@ -197,7 +215,7 @@ static char *slurp(const char *path, size_t *lenp)
 }
 
 #define MAXREC 64
-#define MAXFLD 32
+#define MAXFLD 40
 
 struct csv_doc {
 	int nrec;
@@ -288,9 +306,17 @@ enum {
 	C_LOST,
 	C_UNKNOWN,
 	C_SCALE,
-	C_MMAP, /* issue 7 */
+	C_MMAP,
 	C_MIN_SIZE,
 	C_DEPTH,
+	C_FDS,
+	C_THREADS,
+	C_GC_FREES,
+	C_GC_COLLECTIONS,
+	C_TOUCHED,
+	C_NOT_SEEN,
+	C_PEAK,
+	C_INTERVAL_PEAK,
 	C_NR
 };
 
@@ -298,7 +324,9 @@ static const char *header =
 	"timestamp,elapsed_s,pid,comm,scope,site_id,function,location,stack,"
 	"outstanding_bytes,outstanding_allocs,allocs,frees,alloc_bytes,"
 	"rss_bytes,free_bytes,growth_bps,alloc_rate,free_rate,lost_events,"
-	"unknown_frees,scale,mmap_bytes,min_size,depth";
+	"unknown_frees,scale,mmap_bytes,min_size,depth,open_fds,threads,"
+	"gc_frees,gc_collections,touched_bytes,not_seen,peak_bytes,"
+	"interval_peak_bytes";
 
 static char tmpdir[] = "/tmp/memtop-test-views-XXXXXX";
 
@@ -442,6 +470,32 @@ static void test_csv(void)
 		  "stack outermost first");
 	check_str(d.fld[2][C_LOC], "parse.c:10", "location");
 	check(!d.fld[2][C_RSS][0], "site row has empty rss_bytes");
+	check(!strcmp(d.fld[1][C_FDS], "17") &&
+		      !strcmp(d.fld[1][C_THREADS], "3"),
+	      "process row: open_fds, threads");
+	check(!d.fld[2][C_FDS][0] && !d.fld[2][C_THREADS][0],
+	      "site row: empty open_fds, threads");
+	check(!strcmp(d.fld[1][C_GC_FREES], "5") &&
+		      !strcmp(d.fld[1][C_GC_COLLECTIONS], "12"),
+	      "process row: gc_frees, gc_collections");
+	check(!strcmp(d.fld[2][C_GC_FREES], "3") &&
+		      !d.fld[2][C_GC_COLLECTIONS][0],
+	      "site row: gc_frees, empty gc_collections");
+	check(!strcmp(d.fld[6][C_GC_FREES], "0") &&
+		      !d.fld[6][C_GC_COLLECTIONS][0],
+	      "process without a collector: gc_frees 0, empty collections");
+	check(!d.fld[6][C_FDS][0] && !d.fld[6][C_THREADS][0],
+	      "process without resources read: empty open_fds, threads");
+	check_str(d.fld[1][C_NOT_SEEN],
+		  "Python frames (CPython 3.16, \"new\"); inlined calls",
+		  "process row: not_seen, quoted");
+	check(!d.fld[2][C_NOT_SEEN][0] && !d.fld[6][C_NOT_SEEN][0],
+	      "site row and a fully seen process: empty not_seen");
+	check(!strcmp(d.fld[1][C_PEAK], "286000000") &&
+		      !strcmp(d.fld[1][C_INTERVAL_PEAK], "250000000"),
+	      "process row: peak_bytes, interval_peak_bytes (last columns)");
+	check(!d.fld[2][C_PEAK][0] && !d.fld[2][C_INTERVAL_PEAK][0],
+	      "site row: empty peaks");
 	check_str(d.fld[2][C_OUT], "6000", "site outstanding_bytes");
 	check_str(d.fld[2][C_ABYTES], "6700", "site alloc_bytes");
 	check_str(d.fld[2][C_FBYTES], "700", "site free_bytes");
@@ -795,12 +849,16 @@ static void test_batch(void)
 	fclose(m);
 	fputs(buf, stdout);
 	check(strstr(buf, "2026-11-21T13:45:01.250Z") != NULL, "batch: time");
-	check(strstr(buf,
-		     "PID 100 server: outstanding 9.8 KiB in 23 allocs "
-		     "(+1.5 KiB), alloc 10.0/s, free 9.5/s, RSS 4.0 MiB, "
-		     "mmap 0 B\n") != /* mmap: issue 7 */
-		      NULL,
+	check(strstr(buf, "PID 100 server: outstanding 9.8 KiB in 23 allocs "
+			  "(+1.5 KiB), alloc 10.0/s, free 9.5/s, RSS 4.0 MiB, "
+			  "mmap 0 B, peak 272.8 MiB (interval 238.4 MiB), "
+			  "files 17 (+9), threads 3 (+0), gc 12 "
+			  "collections (+0), freed 0 B\n") != NULL,
 	      "batch: process line");
+	check(strstr(buf,
+		     "\n  not seen: Python frames (CPython 3.16, \"new\"); "
+		     "inlined calls\n") != NULL,
+	      "batch: what memtop cannot see, under its process");
 	check(strstr(buf, "PID 200 worker: outstanding 2.5 KiB in 3 allocs "
 			  "(-512 B)") != NULL &&
 		      strstr(buf, "[exited]\n") != NULL,
@@ -809,6 +867,7 @@ static void test_batch(void)
 		ok &= strstr(buf, labels[i]) != NULL;
 	check(ok, "batch: every lost counter shown");
 	check(count_rows(buf) == 3, "batch: top=3 prints 3 rows");
+
 	check(len > 2 && buf[len - 1] == '\n' && buf[len - 2] == '\n',
 	      "batch: ends with a blank line");
 
@@ -818,11 +877,17 @@ static void test_batch(void)
 	view_batch_print(m, &snap, 0);
 	fclose(m);
 	check(count_rows(buf) == 6, "batch: top=0 prints every row");
-	check(strstr(buf, " zlib_alloc_with_a_very_long_f... ") != NULL &&
-		      !strstr(buf, LONGFUNC),
-	      "batch: long function truncated to the column");
+	check(strstr(buf, " AVG  GC% FUNCTION") != NULL &&
+		      strstr(buf, "   43 parse_") != NULL,
+	      "batch: GC%% column, 3 of 7 frees by the collector = 43");
+	check(strstr(buf, " " LONGFUNC " ") != NULL,
+	      "batch into a pipe or file: a long function printed whole");
 	check(!strstr(buf, " \n"), "batch: no trailing blanks");
-	/* LOCATION starts in the same column on every row. */
+	check(strstr(buf, " make_buffer") &&
+		      strstr(buf, " buf.c:7 via serve\n") != NULL,
+	      "batch: what tells a row apart follows its location");
+	/* LOCATION starts in the same column on every row whose function
+	 * fits the column. */
 	hdr = strstr(buf, "    PID OUTSTANDING");
 	p = strstr(hdr, "LOCATION");
 	row = strchr(hdr, '\n') + 1;
@@ -831,7 +896,7 @@ static void test_batch(void)
 		const char *loc = snap.sites[i].location;
 		char *at = strstr(row, loc);
 
-		if (*loc)
+		if (*loc && strlen(snap.sites[i].function) <= 32)
 			ok &= at && at - row == p - hdr;
 		row = strchr(row, '\n') + 1;
 	}
@@ -847,8 +912,9 @@ static void test_batch(void)
 	m = open_memstream(&buf, &len);
 	view_batch_print(m, &snap, 1);
 	fclose(m);
-	check(strstr(buf, "  estimated (1 in 10 sampled), blocks >= 1024 B only, "
-			  "stacks cut at 4 frames\n") != NULL,
+	check(strstr(buf,
+		     "  estimated (1 in 10 sampled), blocks >= 1024 B only, "
+		     "stacks cut at 4 frames\n") != NULL,
 	      "batch: --sample, --min-size and --depth labelled");
 	free(buf);
 	snap.scale = 1;
@@ -859,11 +925,165 @@ static void test_batch(void)
 static void cleanup(void)
 {
 	static const char *names[] = {"out.csv", "limit.csv", "link.csv",
-				      "out.folded"};
+				      "out.folded", "growth.csv"};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		unlink(tpath(names[i]));
 	rmdir(tmpdir);
+}
+
+/*
+ * Growth mode's CSV and batch: allocation columns empty, touched_bytes on
+ * process and site rows, growth_bps as TOUCHED/s; the label on batch
+ * samples; exact mode leaves touched_bytes empty (the first test).
+ */
+static void test_growth_outputs(void)
+{
+	struct snapshot g = snap;
+	struct snap_proc gp = base_procs[0];
+	struct snap_site gs = base_sites[0];
+	struct csv_writer *w;
+	struct csv_doc d;
+	const char *path = tpath("growth.csv");
+	char *text, buf[8192];
+	FILE *f;
+	int err;
+
+	gp.growth = true;
+	gp.touched_bytes = 40960;
+	gp.returned_bytes = 8192;
+	gp.growth_bps = 4096;
+	gp.rss_change = 36864;
+	for (int i = 0; i < snap.nsites; i++)
+		if (!strcmp(snap.sites[i].site_id, "00000000000000a1"))
+			gs = snap.sites[i];
+	gs.touched = true;
+	gs.touched_bytes = 40960;
+	gs.outstanding_bytes = 40960;
+	gs.growth_bps = 4096;
+	g.growth = true;
+	g.procs = &gp;
+	g.nprocs = 1;
+	g.sites = &gs;
+	g.nsites = 1;
+	err = csv_open(&w, path);
+	check(!err, "csv_open growth");
+	if (err)
+		return;
+	check(!csv_write(w, &g, 0), "csv_write growth");
+	csv_close(w);
+	text = slurp(path, NULL);
+	check(text && !csv_parse(text, &d), "growth CSV parses");
+	if (!text)
+		return;
+	check(d.nrec == 3 && d.nfld[1] == C_NR && d.nfld[2] == C_NR,
+	      "growth: header, process row, site row of %d fields", C_NR);
+	if (d.nrec == 3) {
+		check_str(d.fld[1][C_TOUCHED], "40960",
+			  "process touched_bytes");
+		check_str(d.fld[2][C_TOUCHED], "40960", "site touched_bytes");
+		check_str(d.fld[1][C_RSS], "4194304", "process rss_bytes kept");
+		check_str(d.fld[2][C_GROWTH], "4096.000",
+			  "site growth_bps = TOUCHED/s");
+		check(!d.fld[1][C_OUT][0] && !d.fld[1][C_ALLOCS][0] &&
+			      !d.fld[2][C_OUT][0] && !d.fld[2][C_ABYTES][0] &&
+			      !d.fld[2][C_ARATE][0],
+		      "growth rows leave the allocation columns empty");
+		check_str(d.fld[2][C_STACK], "main;handle_request;" QFUNC,
+			  "growth site stack");
+	}
+	csv_doc_free(&d);
+	free(text);
+	f = fmemopen(buf, sizeof(buf), "w");
+	if (!f)
+		return;
+	view_batch_print(f, &g, 0);
+	fclose(f);
+	check(strstr(buf, SNAP_GROWTH_LABEL) != NULL, "batch: growth label");
+	check(strstr(buf, "touched 40.0 KiB") &&
+		      strstr(buf, "returned 8.0 KiB"),
+	      "batch: process line says touched and returned");
+	check(strstr(buf, "TOUCHED/s FUNCTION") && !strstr(buf, "OUTSTANDING"),
+	      "batch: TOUCHED table, no OUTSTANDING table");
+}
+
+/* Objects by type: CSV rows of scope "type" and the batch section. */
+static void test_types(void)
+{
+	static const struct snap_type_site ts[] = {
+		{0xa1, 300, 14400, "Server.serve_client", "py_server.py:55"},
+	};
+	struct snap_type ty[] = {
+		{.pid = 100,
+		 .name = "Connection",
+		 .objects = 300,
+		 .bytes = 14400,
+		 .growth_objs = 29.5,
+		 .growth_bps = 1416,
+		 .delta_objects = 300,
+		 .nsites = 1,
+		 .sites = ts},
+		{.pid = 100, .name = "dict", .objects = 2, .bytes = 400},
+	};
+	struct snapshot s = snap;
+	struct snap_proc pr[2];
+	struct csv_writer *w;
+	struct csv_doc d;
+	char *buf, *text;
+	size_t len;
+	FILE *m;
+	int nt = 0, r;
+
+	memcpy(pr, snap.procs, sizeof(pr));
+	pr[0].has_types = true;
+	pr[0].obj_typed = 302;
+	pr[0].obj_untyped = 7;
+	pr[0].obj_unread = 1;
+	pr[0].bad_types = 2;
+	s.procs = pr;
+	s.types_on = true;
+	s.types = ty;
+	s.ntypes = 2;
+	check(csv_open(&w, tpath("types.csv")) == 0 &&
+		      csv_write(w, &s, 0) == 0 && csv_close(w) == 0,
+	      "types: csv written");
+	text = slurp(tpath("types.csv"), NULL);
+	if (text && !csv_parse(text, &d)) {
+		for (r = 1; r < d.nrec; r++) {
+			if (strcmp(d.fld[r][C_SCOPE], "type"))
+				continue;
+			if (!nt++)
+				check(!strcmp(d.fld[r][C_PID], "100") &&
+					      !strcmp(d.fld[r][C_FUNC],
+						      "Connection") &&
+					      !strcmp(d.fld[r][C_OUT],
+						      "14400") &&
+					      !strcmp(d.fld[r][C_OUTN],
+						      "300") &&
+					      !strcmp(d.fld[r][C_GROWTH],
+						      "1416.000") &&
+					      d.nfld[r] == C_NR,
+				      "type row: function = type, outstanding "
+				      "= objects and bytes, growth");
+		}
+		check(nt == 2, "two type rows (%d)", nt);
+		csv_doc_free(&d);
+	} else {
+		check(0, "types csv parses");
+	}
+	free(text);
+	m = open_memstream(&buf, &len);
+	view_batch_print(m, &s, 0);
+	fclose(m);
+	check(strstr(buf, "TYPES PID 100: 302 objects named, 7 untyped, 1 not "
+			  "read yet, 2 type pointers refused") != NULL,
+	      "batch: types counters");
+	check(strstr(buf, "    100        300    14.1 KiB       29.5       "
+			  "+300 Connection") != NULL &&
+		      strstr(buf, "Server.serve_client py_server.py:55\n") !=
+			      NULL,
+	      "batch: type row with its top site");
+	free(buf);
 }
 
 int main(void)
@@ -879,9 +1099,11 @@ int main(void)
 	test_sort_sites();
 	test_csv_field();
 	test_csv();
+	test_growth_outputs();
 	test_csv_errors();
 	test_folded();
 	test_batch();
+	test_types();
 	cleanup();
 	printf("%d checks, %d failed\n", checks, failures);
 	return failures ? 1 : 0;

@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include "gt_common.h"
 
-#define WARM_N 8
+#define WARM_N	  8
 #define WARM_SIZE 64
 #define WARM_FREE 6 /* freed after attach: unknown frees */
 

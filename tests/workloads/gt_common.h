@@ -29,21 +29,22 @@
 #include <unistd.h>
 
 #define GT_NOINLINE __attribute__((noinline, noclone))
-#define GT_MAX_FN 64
+#define GT_MAX_FN   64
 
 struct gt_expect {
 	const char *fn;
 	long long bytes;
 	long long allocs;
 	long long cum_allocs; /* allocation calls that succeeded at this site */
-	long long cum_frees; /* frees of blocks from this site */
+	long long cum_frees;  /* frees of blocks from this site */
 	int want_cum;
 };
 
 static struct gt_expect gt_table[GT_MAX_FN];
 static int gt_nfn;
 static int gt_no_wait;
-static long long gt_warm_bytes, gt_warm_blocks; /* pre-READY blocks still held */
+static long long gt_warm_bytes,
+	gt_warm_blocks; /* pre-READY blocks still held */
 
 static void gt_out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void gt_out(const char *fmt, ...)
@@ -101,7 +102,8 @@ static void gt_add(const char *fn, long long bytes, long long allocs)
 	e->allocs += allocs;
 }
 
-/* Cumulative counts (allocs, frees) for functions where they are unambiguous. */
+/* Cumulative counts (allocs, frees) for functions where they are unambiguous.
+ */
 static void gt_cum(const char *fn, long long allocs, long long frees)
 {
 	struct gt_expect *e = gt_slot(fn);

@@ -35,7 +35,8 @@ GT_NOINLINE Widget *Widget::make(int n)
 	return kept_widgets[2];
 }
 
-namespace gt {
+namespace gt
+{
 
 // new[] of chars (no array cookie): 3 kept, 1 deleted with delete[].
 GT_NOINLINE void make_buffers(int n)

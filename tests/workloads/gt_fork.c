@@ -51,7 +51,7 @@ int main(void)
 	if (child < 0)
 		gt_die("fork");
 	if (child == 0) {
-		struct timespec ts = { 60, 0 };
+		struct timespec ts = {60, 0};
 		child_alloc();
 		if (write(fds[1], "x", 1) != 1)
 			_exit(2);

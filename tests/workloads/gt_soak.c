@@ -15,7 +15,7 @@
 #include <time.h>
 #include "gt_common.h"
 
-#define DEPTH 17
+#define DEPTH		17
 #define PATHS_PER_EPOCH 1024
 
 struct worker {
@@ -97,15 +97,17 @@ static void *worker_main(void *arg)
 		unsigned epoch = (unsigned)(now() - start);
 
 		for (int k = 0; k < 256; k++) {
-			unsigned path = (epoch * PATHS_PER_EPOCH +
-					 (unsigned)((w->rnd >> 20) % PATHS_PER_EPOCH)) &
-					((1u << DEPTH) - 1);
+			unsigned path =
+				(epoch * PATHS_PER_EPOCH +
+				 (unsigned)((w->rnd >> 20) % PATHS_PER_EPOCH)) &
+				((1u << DEPTH) - 1);
 			step_a(w, path, 0);
 		}
 		/* Hold the rate: sleep when ahead of it. */
-		double ahead = w->calls / (double)rate_per_thread - (now() - start);
+		double ahead =
+			w->calls / (double)rate_per_thread - (now() - start);
 		if (ahead > 0.001) {
-			struct timespec ts = { 0, (long)(ahead * 1e9) };
+			struct timespec ts = {0, (long)(ahead * 1e9)};
 			nanosleep(&ts, NULL);
 		}
 	}
@@ -139,7 +141,7 @@ int main(int argc, char **argv)
 	gt_out("READY %d\n", (int)getpid());
 	t0 = now();
 	for (long s = 1; !seconds || s <= seconds; s++) {
-		struct timespec ts = { 1, 0 };
+		struct timespec ts = {1, 0};
 		unsigned long long c;
 
 		nanosleep(&ts, NULL);

@@ -9,8 +9,8 @@
 #include "gt_common.h"
 
 #define NTHREADS 8
-#define CHURN 100000
-#define KEEP 10
+#define CHURN	 100000
+#define KEEP	 10
 
 static pthread_barrier_t start_barrier, done_barrier;
 static long long kept_bytes[NTHREADS];

@@ -10,7 +10,7 @@
 #include <stdatomic.h>
 #include "gt_common.h"
 
-#define N 200000
+#define N    200000
 #define RING 64
 #define KEEP 16
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""A leaking TCP server: memtop's Python workload (issue 7).
+"""A leaking TCP server: memtop's Python workload.
 
 Every connection is kept forever in a module-level list, and each
 Connection holds a ConnectionHandler that points back at it (a reference
 cycle, as handler/protocol pairs in real servers have). Real loopback
 sockets, the default allocator (no PYTHONMALLOC). tracemalloc runs inside
 the server so that it can report its own growth: a client that sends
-"MARK" gets "MARK <bytes traced now>" back.
+"MARK" gets "MARK <bytes traced now>" back; "TMSTOP" stops tracemalloc
+(CPython puts its own allocators back in its allocator tables).
 
     python3 py_server.py          prints "READY <pid> <port>", serves forever
     python3 py_server.py --client PORT N     makes N requests (the client)
@@ -36,7 +37,7 @@ class Connection:
     def __init__(self, sock, addr):
         self.addr = addr
         self.buffer = bytearray(BUF)  # LEAK: per-connection buffer
-        self.handler = ConnectionHandler(self)
+        self.handler = ConnectionHandler(self)  # HANDLER
         self.peer = "%s:%d" % addr
 
 
@@ -51,6 +52,10 @@ class Server:
         data = sock.recv(256)
         if data.startswith(b"MARK"):
             sock.sendall(b"MARK %d\n" % tracemalloc.get_traced_memory()[0])
+            return
+        if data.startswith(b"TMSTOP"):  # the allocator tables change back
+            tracemalloc.stop()
+            sock.sendall(b"TMSTOP\n")
             return
         conn = Connection(sock, addr)  # CREATE: the line that leaks
         _CONNECTIONS.append(conn)
