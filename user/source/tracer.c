@@ -1203,7 +1203,7 @@ static int load_bpf(struct tracer *t, const struct tracer_opts *o,
 	t->skel->rodata->show_allocator = o->show_allocator;
 	t->skel->rodata->nr_cpus = (__u32)(t->ncpus > 0 ? t->ncpus : 1);
 	{
-		/* 1024 hint buckets a CPU (memtop.bpf.c: pend_hints): a
+		/* 1024 hint buckets a CPU (bpf/pending.bpf.h: pend_hints): a
 		 * free of a block in no slot finds its bucket empty but for
 		 * one in 1024. */
 		__u32 nb = 4096;
@@ -1903,7 +1903,7 @@ int tracer_read(struct tracer *t, struct raw_sample *raw)
 	/* Exec'd processes' blocks drop from their sites before the read. */
 	tracer_sweep(t, true);
 	/* Blocks still waiting in the per-CPU pending slots are charged to
-	 * their sites first (memtop.bpf.c: flush_pending). */
+	 * their sites first (bpf/pending.bpf.h: flush_pending). */
 	{
 		LIBBPF_OPTS(bpf_test_run_opts, ro);
 
