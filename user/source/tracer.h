@@ -1,7 +1,9 @@
 /*
- * The tracer: the one owner of the BPF skeleton. It finds each target's
+ * The tracer: the owner of the BPF skeleton. It finds each target's
  * allocator libraries, opens, configures, loads and attaches the programs,
- * reads the maps into raw samples, and detaches everything on close.
+ * reads the maps into raw samples, forgets what is gone, and detaches
+ * everything on close. Its files (tracer.c, discover.c, pyprobes.c,
+ * read.c, forget.c) share tracer_int.h.
  */
 #ifndef MEMTOP_TRACER_H
 #define MEMTOP_TRACER_H
