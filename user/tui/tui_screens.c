@@ -314,6 +314,43 @@ line3:
 		tui_put(t, 4, x + 2 * !!x, A_BOLD, t->msg);
 }
 
+/*
+ * The memory columns both tables show, in this order (COL_OUT.., PC_OUT..),
+ * formatted alike from the figures sites and processes name alike.
+ */
+enum mem_col { MEM_OUT, MEM_COUNT, MEM_GROWTH, MEM_ALLOC, MEM_FREE, MEM_NR };
+
+struct mem_figs {
+	double out_bytes, out_allocs, growth_bps, alloc_rate, free_rate;
+};
+
+#define MEM_FIGS(r)                                                            \
+	((struct mem_figs){(double)(r)->outstanding_bytes,                     \
+			   (double)(r)->outstanding_allocs, (r)->growth_bps,   \
+			   (r)->alloc_rate, (r)->free_rate})
+
+static void mem_cell(struct tui *t, int c, struct mem_figs f, char *buf,
+		     size_t len, int w)
+{
+	switch (c) {
+	case MEM_OUT:
+		tui_fmt_fit(buf, len, f.out_bytes, t->unit, w, false);
+		break;
+	case MEM_COUNT:
+		tui_fmt_count(buf, len, f.out_allocs, false);
+		break;
+	case MEM_GROWTH:
+		tui_fmt_fit(buf, len, f.growth_bps, t->unit, w, true);
+		break;
+	case MEM_ALLOC:
+		tui_fmt_count(buf, len, f.alloc_rate, true);
+		break;
+	case MEM_FREE:
+		tui_fmt_count(buf, len, f.free_rate, true);
+		break;
+	}
+}
+
 enum col_id {
 	COL_PID,
 	COL_OUT,
@@ -327,6 +364,11 @@ enum col_id {
 	COL_TREND,
 	COL_NR
 };
+_Static_assert(COL_COUNT - COL_OUT == MEM_COUNT &&
+		       COL_GROWTH - COL_OUT == MEM_GROWTH &&
+		       COL_ALLOC - COL_OUT == MEM_ALLOC &&
+		       COL_FREE - COL_OUT == MEM_FREE,
+	       "COL_OUT..COL_FREE in mem_col's order");
 
 static const struct column columns[COL_NR] = {
 	[COL_PID] = {"PID", 7, -1, 4, false},
@@ -377,20 +419,11 @@ static void site_cell(struct tui *t, int i, const void *row, char *buf,
 		snprintf(buf, len, "%" PRIu32, s->pid);
 		break;
 	case COL_OUT:
-		tui_fmt_fit(buf, len, (double)s->outstanding_bytes, t->unit, w,
-			    false);
-		break;
 	case COL_COUNT:
-		tui_fmt_count(buf, len, (double)s->outstanding_allocs, false);
-		break;
 	case COL_GROWTH:
-		tui_fmt_fit(buf, len, s->growth_bps, t->unit, w, true);
-		break;
 	case COL_ALLOC:
-		tui_fmt_count(buf, len, s->alloc_rate, true);
-		break;
 	case COL_FREE:
-		tui_fmt_count(buf, len, s->free_rate, true);
+		mem_cell(t, i - COL_OUT, MEM_FIGS(s), buf, len, w);
 		break;
 	case COL_GC:
 		if (s->frees)
@@ -475,6 +508,11 @@ enum pcol_id {
 	PC_TREND,
 	PC_NR
 };
+_Static_assert(PC_COUNT - PC_OUT == MEM_COUNT &&
+		       PC_GROWTH - PC_OUT == MEM_GROWTH &&
+		       PC_ALLOC - PC_OUT == MEM_ALLOC &&
+		       PC_FREE - PC_OUT == MEM_FREE,
+	       "PC_OUT..PC_FREE in mem_col's order");
 
 static const struct column pcolumns[PC_NR] = {
 	[PC_PID] = {"PID", 7, -1, 0, false},
@@ -555,20 +593,11 @@ static void proc_cell(struct tui *t, int i, const void *row, char *buf,
 		snprintf(buf, len, "%s", q->comm);
 		break;
 	case PC_OUT:
-		tui_fmt_fit(buf, len, (double)q->outstanding_bytes, t->unit, w,
-			    false);
-		break;
 	case PC_COUNT:
-		tui_fmt_count(buf, len, (double)q->outstanding_allocs, false);
-		break;
 	case PC_GROWTH:
-		tui_fmt_fit(buf, len, q->growth_bps, t->unit, w, true);
-		break;
 	case PC_ALLOC:
-		tui_fmt_count(buf, len, q->alloc_rate, true);
-		break;
 	case PC_FREE:
-		tui_fmt_count(buf, len, q->free_rate, true);
+		mem_cell(t, i - PC_OUT, MEM_FIGS(q), buf, len, w);
 		break;
 	case PC_RSS:
 		if (q->alive)
