@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "python/alloc_table.h"
+#include "util/x86.h"
 
 #define MAX_INSNS 24
 
@@ -60,31 +61,6 @@ static void reg_set(struct regs *r, unsigned reg, uint64_t from)
 
 	if (f > 0 && f < 120)
 		r->from[f] = from;
-}
-
-static bool is_jcc(unsigned id)
-{
-	switch (id) {
-	case X86_INS_JAE:
-	case X86_INS_JA:
-	case X86_INS_JBE:
-	case X86_INS_JB:
-	case X86_INS_JE:
-	case X86_INS_JGE:
-	case X86_INS_JG:
-	case X86_INS_JLE:
-	case X86_INS_JL:
-	case X86_INS_JNE:
-	case X86_INS_JNO:
-	case X86_INS_JNP:
-	case X86_INS_JNS:
-	case X86_INS_JO:
-	case X86_INS_JP:
-	case X86_INS_JS:
-		return true;
-	default:
-		return false;
-	}
 }
 
 int pytable_find(const uint8_t *code, size_t len, uint64_t pc,
@@ -165,7 +141,7 @@ int pytable_find(const uint8_t *code, size_t len, uint64_t pc,
 		case X86_INS_RET:
 			goto done;
 		default:
-			if (is_jcc(insn->id))
+			if (x86_is_jcc(insn->id))
 				continue; /* straight on: the common path */
 			break;
 		}

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <string.h>
 #include "placement.h"
+#include "x86.h"
 
 #define MAX_INSNS 8
 
@@ -46,27 +47,13 @@ static bool is_emulated(const cs_insn *insn)
 		return x->op_count == 1 && x->operands[0].type == X86_OP_REG;
 	case X86_INS_CALL:
 	case X86_INS_JMP:
-	case X86_INS_JAE:
-	case X86_INS_JA:
-	case X86_INS_JBE:
-	case X86_INS_JB:
-	case X86_INS_JE:
-	case X86_INS_JGE:
-	case X86_INS_JG:
-	case X86_INS_JLE:
-	case X86_INS_JL:
-	case X86_INS_JNE:
-	case X86_INS_JNO:
-	case X86_INS_JNP:
-	case X86_INS_JNS:
-	case X86_INS_JO:
-	case X86_INS_JP:
-	case X86_INS_JS:
-		/* Relative targets only; indirect jumps are single-stepped. */
-		return x->op_count == 1 && x->operands[0].type == X86_OP_IMM;
+		break;
 	default:
-		return false;
+		if (!x86_is_jcc(insn->id))
+			return false;
 	}
+	/* Relative targets only; indirect jumps are single-stepped. */
+	return x->op_count == 1 && x->operands[0].type == X86_OP_IMM;
 }
 
 static bool is_branch(const cs_insn *insn)
