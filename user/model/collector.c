@@ -626,16 +626,22 @@ static void fill_site_row(struct collector *c, size_t i, struct site_state *s,
 	r->frames = s->frames;
 }
 
-static int cmp_row_collapse(const void *a, const void *b)
+/* Rows by process, allocation sites before touched ones, then function:
+ * the groups collapsing merges and the name order both start from. */
+static int cmp_row_group(const struct snap_site *x, const struct snap_site *y)
 {
-	const struct snap_site *x = a, *y = b;
-	int d;
-
 	if (x->pid != y->pid)
 		return x->pid < y->pid ? -1 : 1;
 	if (x->touched != y->touched)
 		return x->touched ? 1 : -1;
-	d = strcmp(x->function, y->function);
+	return strcmp(x->function, y->function);
+}
+
+static int cmp_row_collapse(const void *a, const void *b)
+{
+	const struct snap_site *x = a, *y = b;
+	int d = cmp_row_group(x, y);
+
 	if (d)
 		return d;
 	return x->outstanding_bytes > y->outstanding_bytes   ? -1
@@ -654,9 +660,7 @@ static size_t collapse_rows(struct snap_site *rows, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		struct snap_site *d = &rows[out - (out ? 1 : 0)];
 
-		if (out && d->pid == rows[i].pid &&
-		    d->touched == rows[i].touched &&
-		    !strcmp(d->function, rows[i].function)) {
+		if (out && !cmp_row_group(d, &rows[i])) {
 			d->outstanding_bytes += rows[i].outstanding_bytes;
 			d->outstanding_allocs += rows[i].outstanding_allocs;
 			d->allocs += rows[i].allocs;
@@ -687,13 +691,8 @@ static int cmp_row_name(const void *a, const void *b)
 {
 	const struct snap_site *x = *(const struct snap_site *const *)a;
 	const struct snap_site *y = *(const struct snap_site *const *)b;
-	int d;
+	int d = cmp_row_group(x, y);
 
-	if (x->pid != y->pid)
-		return x->pid < y->pid ? -1 : 1;
-	if (x->touched != y->touched)
-		return x->touched ? 1 : -1;
-	d = strcmp(x->function, y->function);
 	if (!d)
 		d = strcmp(x->location, y->location);
 	if (!d)
