@@ -347,23 +347,35 @@ static void strip_c_clone_suffix(char *s)
 	}
 }
 
+/*
+ * An ELF symbol's name (elf: its version cut, GCC's clones folded into
+ * their function) or a JIT's, demangled and interned.
+ */
 static const char *clean_name(struct strpool *pool, const char *raw, size_t len,
-			      bool strip_clones)
+			      bool elf)
 {
-	char *tmp, *dem = NULL;
+	char *tmp, *dem = NULL, *at;
 	const char *out;
 	int status = -1;
 
 	tmp = strndup(raw, len);
 	if (!tmp)
 		return NULL;
-	if (len > 2 && raw[0] == '_' && raw[1] == 'Z')
+	/* glibc's symbol tables name many functions "name@@GLIBC_2.2.5" or
+	 * "name@GLIBC_2.2.5": the version is no part of the name (and a
+	 * mangled name with it does not demangle). */
+	at = elf ? strchr(tmp, '@') : NULL;
+	if (at && at > tmp) {
+		*at = '\0';
+		len = (size_t)(at - tmp);
+	}
+	if (len > 2 && tmp[0] == '_' && tmp[1] == 'Z')
 		dem = __cxa_demangle(tmp, NULL, NULL, &status);
 	if (dem && status == 0) {
 		strip_cxx_signature(dem);
 		out = strpool_intern(pool, dem, strlen(dem));
 	} else {
-		if (strip_clones)
+		if (elf)
 			strip_c_clone_suffix(tmp);
 		out = strpool_intern(pool, tmp, strlen(tmp));
 	}
