@@ -961,6 +961,7 @@ static void test_growth_outputs(void)
 	gs.touched_bytes = 40960;
 	gs.outstanding_bytes = 40960;
 	gs.growth_bps = 4096;
+	gs.via = "via handle_request"; /* as if another row shared its names */
 	g.growth = true;
 	g.procs = &gp;
 	g.nprocs = 1;
@@ -1005,6 +1006,8 @@ static void test_growth_outputs(void)
 	      "batch: process line says touched and returned");
 	check(strstr(buf, "TOUCHED/s FUNCTION") && !strstr(buf, "OUTSTANDING"),
 	      "batch: TOUCHED table, no OUTSTANDING table");
+	check(strstr(buf, " via handle_request\n") != NULL,
+	      "batch: what tells a growth row apart follows its location");
 }
 
 /* Objects by type: CSV rows of scope "type" and the batch section. */

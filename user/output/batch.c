@@ -227,14 +227,18 @@ void view_batch_print(FILE *f, const struct snapshot *s, int top)
 			if (!st->touched)
 				continue;
 			n++;
-			fprintf(f, "%7" PRIu32 " %11s %11s %-*s%s%s\n", st->pid,
+			/* Rows sharing FUNCTION and LOCATION say what tells
+			 * them apart, as in the allocation table. */
+			fprintf(f, "%7" PRIu32 " %11s %11s %-*s%s%s%s%s\n",
+				st->pid,
 				fmt_bytes(a, sizeof(a),
 					  (double)st->touched_bytes, 0),
 				fmt_bytes(b, sizeof(b), st->growth_bps, 0),
 				*loc ? FUNC_WIDTH : 0,
 				fit_func(fn, sizeof(fn), st->function,
 					 func_width(f)),
-				*loc ? " " : "", loc);
+				*loc ? " " : "", loc, st->via ? " " : "",
+				st->via ? st->via : "");
 		}
 		fputc('\n', f);
 		for (i = 0; i < s->nsites && s->sites[i].touched; i++)
