@@ -366,6 +366,26 @@ static void test_reparse(void)
 	      rc, cfg.npids, cfg.verbose, rc ? shown(err) : "");
 }
 
+/* --help says what the GC% column is. */
+static void test_usage(void)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&buf, &len);
+
+	if (!m)
+		return;
+	config_usage(m);
+	fclose(m);
+	check(strstr(buf,
+		     "GC% (CPython processes): the share of a site's "
+		     "frees done by CPython's cyclic\ngarbage collector") &&
+		      strstr(buf, "kept alive by reference cycles") &&
+		      strstr(buf, "is a leak suspect"),
+	      "--help explains GC%%");
+	free(buf);
+}
+
 int main(void)
 {
 	unsetenv("NO_COLOR");
@@ -376,6 +396,7 @@ int main(void)
 	test_errors();
 	test_no_color();
 	test_reparse();
+	test_usage();
 	printf("%d checks, %d failed\n", checks, failures);
 	return failures ? 1 : 0;
 }
