@@ -23,6 +23,8 @@ Usage (as root, kernel with BPF):
   whole region exactly (skipped where THP is never enabled).
 - returned: the same process hands its memory back (free + malloc_trim,
   munmap): RSS falls, TOUCHED stays, the returned bytes are counted.
+- rss_since_attach: the growth comes before the first sample: "RSS since
+  attach" counts it, as TOUCHED does (the RSS read at the attach).
 - agree_exact: growth mode and exact mode (allocator probes) on the same
   workload name the same leading site.
 - python_leak: a leaking CPython server (tests/workloads/py_server.py) is
@@ -301,6 +303,43 @@ def test_returned(ctx):
           "returned %s %s, expected %d MiB" % (v, u, N_MIB + 8))
 
 
+UNITS = {"B": 1, "KiB": 1 << 10, "MiB": MIB, "GiB": 1 << 30}
+
+
+def batch_procs(out_path, pid):
+    """(touched, RSS change since attach) of pid in each batch sample."""
+    got = re.findall(r"^PID %d \S+: touched ([\d.]+) (B|KiB|MiB|GiB) .*, "
+                     r"RSS [\d.]+ \S+ \(([+-]?[\d.]+) (B|KiB|MiB|GiB) since "
+                     r"attach\)" % pid, open(out_path).read(), re.M)
+    return [(float(t) * UNITS[tu], float(r) * UNITS[ru])
+            for t, tu, r, ru in got]
+
+
+def test_rss_since_attach(ctx):
+    # The growth comes between the attach and the first sample (4 s on):
+    # TOUCHED counts it from the attach, and so must "RSS since attach".
+    w = ctx.workload("gt_growth", {"GT_MIB": str(N_MIB)})
+    w.wait_ready()
+    m, _, out_path = ctx.growth_memtop(["--growth", "-p", str(w.pid),
+                                        "-d", "4", "-n", "1"])
+    wait_attached(m)
+    w.signal(signal.SIGUSR1)
+    w.wait_for(lambda l: l == "DONE", it.DONE_TIMEOUT, "DONE")
+    rc = m.wait(it.EXIT_TIMEOUT + 4)
+    m.out.close()
+    check(rc == 0, "memtop -n 1 exited with status %s" % rc)
+    got = batch_procs(out_path, w.pid)
+    check(got, "no process line for pid %d in the batch sample" % w.pid)
+    touched, rss_change = got[0]
+    ctx.notes.append("first sample: touched %d B, RSS %+d B since attach" %
+                     (touched, rss_change))
+    check(touched >= (N_MIB + 8) * MIB * 0.9,
+          "touched only %d B of the %d MiB grown" % (touched, N_MIB + 8))
+    check(0.8 * touched <= rss_change <= 1.2 * touched + 2 * MIB,
+          "RSS changed %+d B since attach while %d B were touched" %
+          (rss_change, touched))
+
+
 def test_agree_exact(ctx):
     w, m, csv_path, _ = run_growth(ctx, {"GT_MIB": "16"})
     stop(m)
@@ -495,6 +534,7 @@ TESTS = [
     ("nofp_small", test_nofp_small),
     ("thp", test_thp),
     ("returned", test_returned),
+    ("rss_since_attach", test_rss_since_attach),
     ("agree_exact", test_agree_exact),
     ("python_leak", test_python_leak),
     ("systemwide", test_systemwide),

@@ -931,9 +931,18 @@ static void test_growth(void)
 		p->returned_bytes = 4096;
 		p->rss_bytes = (4u << 20) + (uint64_t)k * 8192;
 		p->st.outstanding_bytes = 100;
+		/* The source read this one's RSS at attach: 1 MiB. */
+		p = add_proc(&r, 8, "seeded", true, true);
+		p->rss_bytes = (3u << 20) + (uint64_t)k * 8192;
+		p->has_rss_base = k == 0;
+		p->rss_base = k == 0 ? 1u << 20 : 0;
 		check(!collector_update(c, &r, &snap), "update %d", k);
 	}
 	check(snap && snap->growth, "snapshot is growth mode");
+	for (int i = 0; snap && i < snap->nprocs; i++)
+		if (snap->procs[i].pid == 8)
+			check_i64(snap->procs[i].rss_change, (2 << 20) + 8192,
+				  "RSS change since the attach's RSS");
 	check(snap && snap->nsites == 2, "two sites: touched and allocation");
 	for (int i = 0; snap && i < snap->nsites; i++) {
 		const struct snap_site *st = &snap->sites[i];
@@ -952,9 +961,9 @@ static void test_growth(void)
 		      st->frames[0].func);
 		check_dbl(st->growth_bps, 4096, "TOUCHED/s");
 	}
-	check(snap && snap->nprocs == 1 && snap->procs[0].growth,
+	check(snap && snap->nprocs == 2 && snap->procs[0].growth,
 	      "process in growth mode");
-	if (snap && snap->nprocs == 1) {
+	if (snap && snap->nprocs == 2) {
 		const struct snap_proc *q = &snap->procs[0];
 
 		check_i64((int64_t)q->touched_bytes, 3 * 4096,

@@ -313,12 +313,45 @@ static void test_resources(void)
 	      resources_open_fds(getpid()));
 }
 
+/* Start time and RSS from /proc/PID/stat: a name may hold ") ". */
+static void test_stat(void)
+{
+	const char *line =
+		"30440 (a) b (c) R 30437 30437 6168 0 -1 4194304 97 0 0 0 0 0 "
+		"0 0 20 0 1 0 60343 3133440 409 18446744073709551615 1 2 3\n";
+	uint64_t start = 0, pages = 0, rss = 0;
+	struct raw_proc p;
+	int err;
+
+	err = procfs_parse_stat(line, &start, &pages);
+	check(!err && start == 60343 && pages == 409,
+	      "stat: start time 60343 and 409 resident pages (got %llu, "
+	      "%llu)",
+	      (unsigned long long)start, (unsigned long long)pages);
+	check(procfs_parse_stat("30440 (cat) R 1 2 3\n", &start, &pages) ==
+		      -EINVAL,
+	      "stat: a short line is refused");
+	check(procfs_parse_stat("30440 cat R 1 2 3\n", &start, &pages) ==
+		      -EINVAL,
+	      "stat: a line without the name's ')' is refused");
+	memset(&p, 0, sizeof(p));
+	p.tgid = (uint32_t)getpid();
+	procfs_fill(&p);
+	err = procfs_start_rss(getpid(), &start, &rss);
+	check(!err && start > 0 && rss > 0 && rss < 4 * p.rss_bytes &&
+		      p.rss_bytes < 4 * rss,
+	      "stat: this process's start time and RSS (%llu B, statm %llu B)",
+	      (unsigned long long)rss, (unsigned long long)p.rss_bytes);
+	check(procfs_start_rss(-5, &start, &rss) < 0, "stat: no such pid");
+}
+
 int main(void)
 {
 	test_maps_good();
 	test_maps_junk();
 	test_alive_fill();
 	test_resources();
+	test_stat();
 	printf("%d checks, %d failed\n", checks, failures);
 	return failures ? 1 : 0;
 }

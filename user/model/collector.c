@@ -85,7 +85,7 @@ struct proc_state {
 	uint64_t peak_ns;
 	uint64_t touched_bytes, touched_faults, returned_bytes, returned_calls;
 	bool exact, has_rss0;
-	uint64_t rss0; /* RSS when first seen alive */
+	uint64_t rss0; /* RSS at attach, else when first seen alive */
 	struct history hist;
 	int64_t base_bytes;
 	uint64_t base_ns;
@@ -1299,8 +1299,12 @@ int collector_update(struct collector *c, const struct raw_sample *raw,
 			p->has_base = false;
 			p->prev_bytes = proc_level(c, p);
 		}
-		if (r->alive && !p->has_rss0 && r->rss_bytes) {
-			p->rss0 = r->rss_bytes;
+		/* RSS since attach: from the RSS the source read as it
+		 * attached (when TOUCHED and the allocation counts start),
+		 * not from a first sample that may come seconds later. */
+		if (r->alive && !p->has_rss0 &&
+		    (r->has_rss_base || r->rss_bytes)) {
+			p->rss0 = r->has_rss_base ? r->rss_base : r->rss_bytes;
 			p->has_rss0 = true;
 		}
 		p->seen_seq = c->seq;

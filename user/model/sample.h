@@ -49,6 +49,11 @@ struct raw_proc {
 	bool has_stats; /* the BPF side has seen an allocation */
 	struct mt_stats st;
 	uint64_t rss_bytes;
+	/* RSS when memtop began counting this process's faults and
+	 * allocations (the attach, or its start for a command memtop ran):
+	 * given once, in the first sample that has the process alive. */
+	bool has_rss_base;
+	uint64_t rss_base;
 	int64_t anon_bytes; /* anonymous mmap outside the allocator */
 	/* Growth mode: sums of its MT_SITE_TOUCHED sites, and memory it
 	 * handed back to the kernel (address-range bytes). */

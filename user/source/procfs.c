@@ -104,6 +104,59 @@ bool procfs_alive(pid_t pid)
 	return !(rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'));
 }
 
+int procfs_parse_stat(const char *buf, uint64_t *start, uint64_t *rss_pages)
+{
+	/* The name may hold ") " itself: the fields follow the last ')'. */
+	const char *p = strrchr(buf, ')');
+	unsigned long long v[22];
+	int field = 0;
+
+	if (!p)
+		return -EINVAL;
+	p++;
+	/* From the state (field 3) to rss (field 24). */
+	while (field < 22) {
+		char *end;
+
+		while (*p == ' ')
+			p++;
+		if (!*p)
+			return -EINVAL;
+		if (field == 0) {
+			v[field++] = 0; /* the state, a letter */
+			p++;
+			continue;
+		}
+		errno = 0;
+		v[field] = strtoull(p, &end, 10);
+		if (end == p || errno || (*end && *end != ' ' && *end != '\n'))
+			return -EINVAL;
+		p = end;
+		field++;
+	}
+	*start = v[19];
+	*rss_pages = v[21];
+	return 0;
+}
+
+int procfs_start_rss(pid_t pid, uint64_t *start, uint64_t *rss)
+{
+	char path[64], buf[1024];
+	uint64_t pages;
+	ssize_t n;
+	int err;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	n = read_file(path, buf, sizeof(buf));
+	if (n <= 0)
+		return n < 0 ? (int)n : -ESRCH;
+	err = procfs_parse_stat(buf, start, &pages);
+	if (err)
+		return err;
+	*rss = pages * (uint64_t)sysconf(_SC_PAGESIZE);
+	return 0;
+}
+
 void procfs_fill(struct raw_proc *p)
 {
 	char path[64], buf[4096];

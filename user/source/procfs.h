@@ -26,6 +26,14 @@ int procfs_parse_maps_line(const char *line, struct maps_entry *e);
 void procfs_fill(struct raw_proc *p);
 bool procfs_alive(pid_t pid);
 /*
+ * From the text of /proc/PID/stat: the start time (clock ticks after boot,
+ * field 22: a pid reused by another process has another) and the resident
+ * pages (field 24). 0, or -EINVAL.
+ */
+int procfs_parse_stat(const char *buf, uint64_t *start, uint64_t *rss_pages);
+/* The same read from /proc for pid, RSS in bytes. 0 or -errno. */
+int procfs_start_rss(pid_t pid, uint64_t *start, uint64_t *rss);
+/*
  * Open path as process pid sees it (flags as open(2), resolve: more
  * RESOLVE_* flags): its root's symlinks resolve inside it. 0+ fd or -errno.
  */

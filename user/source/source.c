@@ -5,7 +5,9 @@
  * the next, and processes -u/--comm filter out are forgotten from the maps
  * as soon as they die, so the maps never fill with the dead.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,16 @@
 #include "source.h"
 #include "symbolizer.h"
 #include "tracer.h"
+
+/*
+ * A process's RSS when memtop attached (when its faults and allocations
+ * began to count), and its start time, which tells a reused pid apart.
+ */
+struct rss_seed {
+	uint32_t pid;
+	bool used; /* handed to the model once */
+	uint64_t start, rss;
+};
 
 struct source {
 	const struct config *cfg;
@@ -40,6 +52,8 @@ struct source {
 	struct objects
 		*objs; /* objects by type: --types, or the live view's key */
 	bool types_on;
+	struct rss_seed *seeds; /* by pid */
+	size_t nseeds, seeds_cap;
 };
 
 static int hook_stack(void *ctx, const struct mt_site_key *key,
@@ -63,6 +77,84 @@ static int hook_symbolize(void *ctx, uint32_t pid, uint64_t ip,
 		return python_symbolize((pid_t)pid, ip, out);
 	return symbolizer_resolve(((struct source *)ctx)->sym, (pid_t)pid, ip,
 				  out);
+}
+
+static int seed_add(struct source *s, uint32_t pid, bool from_zero)
+{
+	struct rss_seed *e;
+	uint64_t start, rss;
+
+	if (procfs_start_rss((pid_t)pid, &start, &rss))
+		return 0; /* gone, or not ours to read: first seen instead */
+	if (ARRAY_RESERVE(s->seeds, s->seeds_cap, s->nseeds + 1))
+		return -ENOMEM;
+	e = &s->seeds[s->nseeds++];
+	*e = (struct rss_seed){.pid = pid, .start = start};
+	/* A command memtop started: everything it maps comes after. */
+	e->rss = from_zero ? 0 : rss;
+	return 0;
+}
+
+static int cmp_seed(const void *a, const void *b)
+{
+	const struct rss_seed *x = a, *y = b;
+
+	return (x->pid > y->pid) - (x->pid < y->pid);
+}
+
+/*
+ * RSS "since attach" counts from the moment TOUCHED and the allocation
+ * counts do: read now, right after the attach, for the named targets (or
+ * every process, system-wide), not at the first sample, which comes an
+ * interval later (seconds of growth that TOUCHED has and RSS would not).
+ */
+static int seeds_read(struct source *s)
+{
+	const struct config *cfg = s->cfg;
+	struct dirent *de;
+	int err = 0;
+	DIR *d;
+
+	if (cfg->npids) {
+		for (int i = 0; i < cfg->npids && !err; i++)
+			err = seed_add(s, (uint32_t)cfg->pids[i],
+				       s->child &&
+					       cfg->pids[i] == s->child->pid);
+	} else {
+		d = opendir("/proc");
+		if (!d)
+			return 0;
+		while (!err && (de = readdir(d))) {
+			char *end;
+			unsigned long pid = strtoul(de->d_name, &end, 10);
+
+			if (*end || !pid || pid > UINT32_MAX)
+				continue;
+			err = seed_add(s, (uint32_t)pid, false);
+		}
+		closedir(d);
+	}
+	if (s->nseeds)
+		qsort(s->seeds, s->nseeds, sizeof(*s->seeds), cmp_seed);
+	return err;
+}
+
+/* The attach's RSS for p, once, if p is the process that was there. */
+static void seed_apply(struct source *s, struct raw_proc *p)
+{
+	struct rss_seed key = {.pid = p->tgid}, *e;
+	uint64_t start, rss;
+
+	if (!s->nseeds)
+		return;
+	e = bsearch(&key, s->seeds, s->nseeds, sizeof(*s->seeds), cmp_seed);
+	if (!e || e->used)
+		return;
+	e->used = true;
+	if (procfs_start_rss((pid_t)p->tgid, &start, &rss) || start != e->start)
+		return;
+	p->has_rss_base = true;
+	p->rss_base = e->rss;
 }
 
 int source_open(struct source **out, const struct config *cfg,
@@ -108,6 +200,9 @@ int source_open(struct source **out, const struct config *cfg,
 		*attach_failed = true;
 		goto cleanup;
 	}
+	err = seeds_read(s);
+	if (err)
+		goto cleanup;
 	err = symbolizer_new(&s->sym);
 	if (err) {
 		fprintf(stderr, "memtop: cannot start the symbolizer: %s\n",
@@ -247,6 +342,8 @@ int source_refresh(struct source *s, const struct snapshot **out)
 
 		procfs_fill(p);
 		any_alive |= p->alive;
+		if (p->alive)
+			seed_apply(s, p);
 		/* CPython: how often its cyclic collector ran. */
 		if (p->alive &&
 		    !python_gc_collections((pid_t)p->tgid, &p->gc_collections))
@@ -356,6 +453,7 @@ void source_close(struct source *s)
 		return;
 	free(s->forget);
 	free(s->filtered);
+	free(s->seeds);
 	objects_free(s->objs);
 	collector_free(s->coll);
 	wrappers_free(s->skip);
