@@ -716,6 +716,112 @@ static int count_fds(void)
 	return n;
 }
 
+static void test_exe_name(void)
+{
+	static const struct {
+		const char *exe, *comm, *argv0, *want;
+	} cases[] = {
+		/* Debian's redis-server, a symlink, with its process title */
+		{"redis-check-rdb", "redis-server",
+		 "/usr/bin/redis-server *:6379", "redis-server"},
+		{"python3.11", "python3", "python3", "python3"},
+		{"server", "server", "./server", NULL}, /* the same name */
+		/* comm cut to 15 bytes: argv[0] completes it */
+		{"target", "a-very-long-lin", "/x/a-very-long-link-name",
+		 "a-very-long-link-name"},
+		{"a-very-long-program", "a-very-long-pro",
+		 "/x/a-very-long-program", NULL},
+		/* renamed itself (prctl, or another argv[0]): the file's */
+		{"server", "worker-3", "./server", NULL},
+		{"bash", "bash", "-bash", NULL},
+		{"prog", "pro", "/x/prog-x", NULL},
+		{"prog", "alias", "", NULL},
+		{"prog", "", "/x/alias", NULL},
+		{"prog", "alias", "/x/", NULL},
+	};
+	char out[64];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *got =
+			symbolizer_exe_name(cases[i].exe, cases[i].comm,
+					    cases[i].argv0, out, sizeof(out));
+
+		CHECK(cases[i].want ? streq(got, cases[i].want) : !got,
+		      "exe %s, comm %s, argv[0] %s: named %s (got %s)",
+		      cases[i].exe, cases[i].comm, cases[i].argv0,
+		      str(cases[i].want), str(got));
+	}
+	CHECK(!symbolizer_exe_name("target", "a-very-long-lin",
+				   "/x/a-very-long-link-name", out, 8),
+	      "a name longer than the buffer is not cut");
+}
+
+/* A program run through a symlink of another name: its frames carry the
+ * name it was run by (what the user typed, and sees in ps). */
+static void test_exe_alias(struct symbolizer *sym)
+{
+	char dir[] = "/tmp/memtop-test-alias-XXXXXX", link[64], real[4096];
+	char line[4608], path[4096], exe[64];
+	uint64_t lo = 0;
+	struct sym_info info;
+	pid_t child;
+	FILE *f;
+	int err;
+
+	if (!realpath("/bin/sleep", real) || !mkdtemp(dir)) {
+		CHECK(0, "a symlink to sleep for the alias test");
+		return;
+	}
+	snprintf(link, sizeof(link), "%s/my-sleep", dir);
+	if (symlink(real, link)) {
+		CHECK(0, "symlink %s: %s", link, strerror(errno));
+		rmdir(dir);
+		return;
+	}
+	child = fork();
+	if (child == 0) {
+		execl(link, link, "30", (char *)NULL);
+		_exit(127);
+	}
+	snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)child);
+	for (int i = 0; i < 200; i++) { /* until it has exec'd */
+		ssize_t n = readlink(exe, path, sizeof(path) - 1);
+
+		if (n > 0 && (path[n] = '\0', streq(path, real)))
+			break;
+		usleep(10000);
+	}
+	snprintf(exe, sizeof(exe), "/proc/%d/maps", (int)child);
+	f = fopen(exe, "r");
+	while (f && !lo && fgets(line, sizeof(line), f)) {
+		uint64_t a, b;
+		char perms[5];
+
+		path[0] = '\0';
+		if (sscanf(line,
+			   "%" SCNx64 "-%" SCNx64 " %4s %*s %*s %*s %4095s", &a,
+			   &b, perms, path) == 4 &&
+		    perms[2] == 'x' && streq(path, real))
+			lo = a;
+	}
+	if (f)
+		fclose(f);
+	CHECK(lo != 0, "the child's text mapping of %s", real);
+	if (lo) {
+		err = symbolizer_resolve(sym, child, lo + 0x11, &info);
+		printf("alias: %s+%#" PRIx64 " (%s)\n", str(info.module),
+		       info.offset, str(info.path));
+		CHECK(!err && streq(info.module, "my-sleep"),
+		      "frames of %s run as my-sleep are named my-sleep", real);
+		CHECK(streq(info.path, real), "the real path is kept (-v)");
+	}
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+	symbolizer_forget(sym, child);
+	unlink(link);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	struct symbolizer_stats st;
@@ -737,6 +843,8 @@ int main(void)
 	test_shared(sym);
 	test_rewritten_file(sym);
 	test_vdso(sym);
+	test_exe_name();
+	test_exe_alias(sym);
 	symbolizer_stats(sym, &st);
 	printf("stats: %" PRIu64 " hits, %" PRIu64 " misses, %d Dwfls\n",
 	       st.hits, st.misses, st.dwfls);

@@ -834,17 +834,87 @@ static const struct mapping *old_mapping_at(const struct mapping *maps,
 	return NULL;
 }
 
+const char *symbolizer_exe_name(const char *exe_base, const char *comm,
+				const char *argv0, char *out, size_t len)
+{
+	const char *slash = strrchr(argv0, '/');
+	const char *base = slash ? slash + 1 : argv0;
+	size_t n = strcspn(base, " "), clen = strlen(comm);
+
+	/* comm is the name execve was given (cut to 15 bytes); argv[0] as
+	 * the program left it (redis's title "redis-server *:6379" is one
+	 * string). They agree unless the program renamed itself: then the
+	 * file's own name is the one to trust. */
+	if (!n || !clen || n < clen || strncmp(base, comm, clen) ||
+	    (n > clen && clen < 15) || n >= len)
+		return NULL;
+	if (strlen(exe_base) == n && !strncmp(exe_base, base, n))
+		return NULL;
+	memcpy(out, base, n);
+	out[n] = '\0';
+	return out;
+}
+
+/*
+ * What the user ran, when the executable's file has another name (Debian's
+ * redis-server is a symlink to redis-check-rdb; python3 to python3.11):
+ * the name its frames should carry, in out, and the executable's path as
+ * /proc/PID/maps names it, in exe. NULL when the file's name is the one.
+ */
+static const char *exe_alias(const struct proc *p, char *exe, size_t exelen,
+			     char *out, size_t len)
+{
+	char path[64], comm[32] = "", *argv0 = NULL;
+	const char *base, *name = NULL;
+	size_t blen, alen;
+	ssize_t n;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)p->pid);
+	n = readlink(path, exe, exelen - 1);
+	if (n <= 0)
+		return NULL;
+	exe[n] = '\0';
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)p->pid);
+	f = fopen(path, "re");
+	if (!f)
+		return NULL;
+	if (!fgets(comm, sizeof(comm), f))
+		comm[0] = '\0';
+	fclose(f);
+	comm[strcspn(comm, "\n")] = '\0';
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)p->pid);
+	if (read_all(path, 4096, &argv0, &alen))
+		return NULL;
+	base = path_basename(exe, &blen);
+	if (blen < PATH_MAX) {
+		char b[PATH_MAX];
+
+		memcpy(b, base, blen);
+		b[blen] = '\0';
+		name = symbolizer_exe_name(b, comm, argv0, out, len);
+	}
+	free(argv0);
+	return name;
+}
+
 static int parse_maps(struct proc *p, char *buf)
 {
 	struct mapping *maps = NULL;
 	const struct mapping *old;
 	size_t n = 0, cap = 0;
 	struct maps_entry *e;
-	char *line, *nl;
+	char *line, *nl, alias[64], *exe;
+	const char *alias_name;
 
 	e = malloc(sizeof(*e));
-	if (!e)
+	exe = malloc(PATH_MAX);
+	if (!e || !exe) {
+		free(e);
+		free(exe);
 		return -ENOMEM;
+	}
+	alias_name = exe_alias(p, exe, PATH_MAX, alias, sizeof(alias));
 	for (line = buf; *line; line = nl ? nl + 1 : line + strlen(line)) {
 		const char *base;
 		size_t len;
@@ -857,6 +927,7 @@ static int parse_maps(struct proc *p, char *buf)
 		if (ARRAY_RESERVE(maps, cap, n + 1)) {
 			free(maps);
 			free(e);
+			free(exe);
 			return -ENOMEM;
 		}
 		memset(&maps[n], 0, sizeof(maps[n]));
@@ -865,7 +936,10 @@ static int parse_maps(struct proc *p, char *buf)
 		maps[n].pgoff = e->offset;
 		maps[n].ino = e->inode;
 		maps[n].dev = makedev(e->dev_major, e->dev_minor);
-		if (e->path[0] == '/' || !strcmp(e->path, "[vdso]")) {
+		if (alias_name && !strcmp(e->path, exe))
+			maps[n].module = strpool_intern(&p->strs, alias_name,
+							strlen(alias_name));
+		else if (e->path[0] == '/' || !strcmp(e->path, "[vdso]")) {
 			base = path_basename(e->path, &len);
 			maps[n].module = strpool_intern(&p->strs, base, len);
 		}
@@ -881,6 +955,7 @@ static int parse_maps(struct proc *p, char *buf)
 		n++;
 	}
 	free(e);
+	free(exe);
 	free(p->maps);
 	p->maps = maps;
 	p->nmaps = n;

@@ -46,6 +46,16 @@ int symbolizer_resolve(struct symbolizer *sym, pid_t pid, uint64_t ip,
 /* Drop pid's cache, e.g. after it exec'd or exited. */
 void symbolizer_forget(struct symbolizer *sym, pid_t pid);
 
+/*
+ * The name a process's main executable goes by in frames ("[NAME+0x...]"):
+ * what the user ran, when the file has another name. exe_base is the
+ * file's basename, comm the kernel's name for the process, argv0 its
+ * argv[0]. Returns out (at most len bytes with the NUL), or NULL: the
+ * file's name stands (the same, or comm and argv[0] disagree).
+ */
+const char *symbolizer_exe_name(const char *exe_base, const char *comm,
+				const char *argv0, char *out, size_t len);
+
 struct symbolizer_stats {
 	/* Lookups answered from a cache (the pid's or the per-file one). */
 	uint64_t hits;
