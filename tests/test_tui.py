@@ -10,7 +10,8 @@ ground-truth workload gt_basic (READY <pid>, SIGUSR1, EXPECT lines, DONE).
 Keys go in with send-keys, the screen comes back with capture-pane, and the
 tests check what a user would see: the summary, rows ordered by outstanding
 bytes as the EXPECT lines say, every sort key, the stack screen, search,
-filter, baseline, resizing to 80x24 and 200x60, and that q, SIGTERM and -n
+filter, baseline, resizing to 80x24 and 200x60, the summary's "Not seen:"
+note on Debian's PGO python3.11 (as -b prints it), and that q, SIGTERM and -n
 leave the shell usable with exit status 0, the terminal modes unchanged and
 no alternate screen. Without root, BPF or tmux it prints a loud SKIP and
 exits 0 (1 when CI=true). Python 3 standard library only.
@@ -592,6 +593,38 @@ def test_types(ctx):
         srv.wait()
 
 
+def test_not_seen(ctx):
+    """Debian's python3.11, a PGO build, inlines pymalloc's fast path past
+    the probes: the summary says so, as batch output does."""
+    py = "/usr/bin/python3.11"
+    check(os.path.exists(py), "no Debian %s to run the server with" % py)
+    server = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          "workloads", "py_server.py")
+    srv = subprocess.Popen([py, server], stdout=subprocess.PIPE)
+    try:
+        f = srv.stdout.readline().split()
+        check(len(f) == 3 and f[0] == b"READY", "server did not start: %r" % f)
+        gt_pid, ctx.wl.pid = ctx.wl.pid, int(f[1])
+        try:
+            ctx.start_memtop()
+        finally:
+            ctx.wl.pid = gt_pid
+        # The server runs tracemalloc, whose hooks replace the inlined
+        # path in the allocator tables: stopped, pymalloc's is back.
+        import socket
+        with socket.create_connection(("127.0.0.1", int(f[2]))) as c:
+            c.sendall(b"TMSTOP\n")
+            c.recv(64)
+        ctx.tmux.wait(lambda s: re.search(r"^Not seen: .*inlines",
+                                          s.summary(), re.M),
+                      "the summary's not-seen note")
+        ctx.tmux.keys("q")
+        ctx.wait_exit(0)
+    finally:
+        srv.kill()
+        srv.wait()
+
+
 TESTS = [
     ("screen", test_screen),
     ("sigterm", test_sigterm),
@@ -599,6 +632,7 @@ TESTS = [
     ("iterations", test_iterations),
     ("no_color", test_no_color),
     ("types", test_types),
+    ("not_seen", test_not_seen),
 ]
 
 

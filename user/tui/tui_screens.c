@@ -77,6 +77,41 @@ static void draw_growth_summary(struct tui *t, const struct snap_proc *p)
 		 tui_fmt_fit(a, sizeof(a), (double)ret, t->unit, 99, false));
 }
 
+/*
+ * What the figures do not include (allocations a PGO build inlines past
+ * the probes, frames memtop cannot read), as batch output says under each
+ * process: the shown process's, else the first process's with its pid and
+ * how many more have one.
+ */
+static void draw_not_seen(struct tui *t, const struct snap_proc *dp, int x)
+{
+	const struct snapshot *s = t->snap;
+	const struct snap_proc *first = NULL;
+	int n = 0;
+
+	if (!dp && s->nprocs == 1)
+		dp = &s->procs[0];
+	for (int i = 0; i < s->nprocs; i++) {
+		const struct snap_proc *q = &s->procs[i];
+
+		if ((dp && q->pid != dp->pid) || !q->not_seen[0])
+			continue;
+		if (!first)
+			first = q;
+		n++;
+	}
+	if (!first)
+		return;
+	x = tui_put(t, 4, x + 2 * !!x,
+		    tui_cattr(t, CP_SUSPECT, A_BOLD) | A_BOLD, "Not seen:");
+	if (!dp)
+		x = tui_putf(t, 4, x + 1, A_NORMAL, "PID %" PRIu32 ":",
+			     first->pid);
+	x = tui_put(t, 4, x + 1, A_NORMAL, first->not_seen);
+	if (n > 1)
+		tui_putf(t, 4, x, A_NORMAL, " (+%d more processes)", n - 1);
+}
+
 void tui_draw_summary(struct tui *t)
 {
 	const struct snapshot *s = t->snap;
@@ -311,7 +346,8 @@ line3:
 				    "[messages held until exit]");
 	}
 	if (t->msg[0] && tui_mono_now() < t->msg_until)
-		tui_put(t, 4, x + 2 * !!x, A_BOLD, t->msg);
+		x = tui_put(t, 4, x + 2 * !!x, A_BOLD, t->msg);
+	draw_not_seen(t, dp, x);
 }
 
 /*
