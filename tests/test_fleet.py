@@ -13,6 +13,8 @@ Usage (as root, kernel with BPF):
                  of 10, and a comment saying the figures are estimates
   pprof_url      the same from --listen's /debug/pprof/heap, fetched by
                  `go tool pprof` itself over HTTP
+  pprof_text     /debug/pprof/heap?debug=1, Go's text heap profile: the
+                 totals and each leaf function's bytes and blocks exact
   growth         --growth on gt_growth: the profile's default type is
                  touched_space, map_grow exactly its 8 MiB in it and in
                  memtop_site_touched_bytes; no allocator figures; promtool
@@ -254,6 +256,38 @@ def test_pprof_url(ctx):
           "Content-Type %r" % hdr.get("Content-Type"))
     check_pprof(ctx, "http://%s/debug/pprof/heap" % addr, exp, "gt_basic")
     m.stop()
+
+
+def test_pprof_text(ctx):
+    w, m, exp = start_traced(ctx, ["--listen", LISTEN])
+    addr = served_at(m)
+    st, hdr, body = http("http://%s/debug/pprof/heap?debug=1" % addr)
+    m.stop()
+    text = body.decode("utf-8", "replace")
+    check(st == 200 and hdr.get("Content-Type") == "text/plain; charset=utf-8",
+          "?debug=1: status %d, Content-Type %r" % (st, hdr.get("Content-Type")))
+    head = re.match(r"heap profile: (\d+): (\d+) \[(\d+): (\d+)\] @ heap/2\n",
+                    text)
+    check(head, "?debug=1 does not start as Go's text heap profile:\n" +
+          text[:300])
+    check((int(head.group(2)), int(head.group(1))) == tuple(exp["total"]),
+          "text totals %s B in %s blocks, the workload %s" %
+          (head.group(2), head.group(1), exp["total"]))
+    # Per record, its leaf (the first "#" line) as go tool pprof's flat.
+    flat = {}
+    for rec in re.finditer(r"^(\d+): (\d+) \[\d+: \d+\] @[ 0-9a-fx]*\n"
+                           r"#\t0x[0-9a-f]+\t([^\t\n]+)", text, re.M):
+        b, o = flat.get(rec.group(3), (0, 0))
+        flat[rec.group(3)] = (b + int(rec.group(2)), o + int(rec.group(1)))
+    errs = ["%s: text %s, workload %s" % (fn, flat.get(fn), tuple(want))
+            for fn, want in sorted(exp["fn"].items())
+            if flat.get(fn, (0, 0)) != tuple(want)]
+    errs += ["%s: %s B held, the workload allocated none there" % (fn, v[0])
+             for fn, v in flat.items() if v[0] and fn not in exp["fn"]]
+    check(not errs, "\n    ".join(errs))
+    check("\tmalloc\t" not in text, "the allocator's own frame is listed")
+    ctx.notes.append("?debug=1: %d records, %s B" %
+                     (text.count(" @ 0x"), head.group(2)))
 
 
 # --------------------------------------------------------------------------
@@ -579,6 +613,7 @@ TESTS = [
     ("pprof_file", test_pprof_file),
     ("pprof_sampled", test_pprof_sampled),
     ("pprof_url", test_pprof_url),
+    ("pprof_text", test_pprof_text),
     ("growth", test_growth),
     ("promtool", test_promtool),
     ("prometheus", test_prometheus),

@@ -217,6 +217,26 @@ int main(void)
 	check(status_of(r) == 200 && strstr(r, "\r\n\r\n\x1f\x8b"),
 	      "while wanted, every publish renders it: served at once");
 	free(r);
+	/* ?debug=1: the text form, wanted (and so rendered) on its own. */
+	{
+		static const char req[] = "GET /debug/pprof/heap?debug=1 "
+					  "HTTP/1.1\r\nHost: x\r\nConnection: "
+					  "close\r\n\r\n";
+
+		fd = send_request(req, sizeof(req) - 1);
+	}
+	check(!http_publish(h, &snap), "publish for the text profile");
+	r = read_answer(fd, &len);
+	check(status_of(r) == 200 && strstr(r, "text/plain; charset=utf-8") &&
+		      strstr(r,
+			     "\r\n\r\nheap profile: 0: 0 [0: 0] @ heap/2\n") &&
+		      strstr(r, "# pid 42 app: outstanding 12345 B"),
+	      "/debug/pprof/heap?debug=1 is Go's text heap profile");
+	free(r);
+	r = get("GET", "/debug/pprof/heap?debug=0", &len);
+	check(status_of(r) == 200 && strstr(r, "\r\n\r\n\x1f\x8b"),
+	      "?debug=0 is the protobuf");
+	free(r);
 	r = get("GET", "/", &len);
 	check(status_of(r) == 200 && strstr(r, "/debug/pprof/heap"),
 	      "/ is an index");

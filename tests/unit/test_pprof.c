@@ -399,8 +399,42 @@ static void test_empty_and_file(void)
 	check(pprof_encode(NULL, &gz, &len) == -EINVAL, "NULL snapshot");
 }
 
+/* Go's text form (?debug=1): totals, records by bytes, "#" frame lines. */
+static void test_text(void)
+{
+	char *t = NULL, *rec_a, *rec_b, *rec_c;
+	size_t len = 0;
+
+	build();
+	check(!pprof_text(&snap, &t, &len) && t && len == strlen(t),
+	      "pprof_text renders");
+	if (!t)
+		return;
+	fputs(t, stdout);
+	check(strstr(t, "heap profile: 10: 3700 [16: 5764] @ heap/2\n") == t,
+	      "text: the header totals inuse and alloc of every site");
+	rec_a = strstr(t, "\n3: 3000 [5: 5000] @ 0x401100 0x401200 0x401300 "
+			  "0x7f0000020000\n#\t0x401100\tmake_buffer\tbuf.c:7\n"
+			  "#\t0x401200\tserve\tserver.c:30\n");
+	rec_b = strstr(t, "\n7: 700 [7: 700] @ 0x8000000000000042 0x401200");
+	rec_c = strstr(t, "\n0: 0 [4: 64] @ 0x0\n#\t0x0\t[stack not "
+			  "captured]\t\n");
+	check(rec_a && rec_b && rec_c, "text: a record per site, leaf first, "
+				       "the allocator's frame dropped");
+	check(rec_a && rec_b && rec_c && rec_a < rec_b && rec_b < rec_c,
+	      "text: records by inuse bytes, most first");
+	check(!strstr(t, "malloc"), "text: no allocator frame");
+	check(strstr(t, "#\t0x8000000000000042\tHandler.get\tapp.py:12\n") !=
+		      NULL,
+	      "text: a Python frame by its name and line");
+	check(strstr(t, "\n# memtop\n# pid 100 server: ") != NULL,
+	      "text: a memtop section per process");
+	free(t);
+}
+
 int main(void)
 {
+	test_text();
 	test_layout();
 	test_sampled_and_allocator();
 	test_growth();

@@ -37,6 +37,8 @@
 #define MEMORY_LIMIT	(32 * 1024) /* per connection: request line + headers */
 #define PPROF_WANTED_NS (300ull * 1000000000ull)
 
+enum { PROFILE_PB, PROFILE_TEXT };
+
 struct blob {
 	atomic_int refs;
 	size_t len;
@@ -50,12 +52,16 @@ struct http_server {
 	char addr[INET6_ADDRSTRLEN + 8];
 	bool loopback;
 	pthread_mutex_t lock;
-	struct blob *metrics, *pprof; /* NULL until the first publish */
-	uint64_t seq, pprof_seq; /* publishes; the one pprof was rendered at */
+	struct blob *metrics; /* NULL until the first publish */
+	/* The profile as pprof's protobuf, and as text (?debug=1): each
+	 * rendered at a publish only while someone asks for it. */
+	struct blob *profile[2];
+	uint64_t seq;	      /* publishes */
+	uint64_t prof_seq[2]; /* the publish each profile was rendered at */
 	/* Profile requests waiting for the next publish (under lock). */
 	struct MHD_Connection *waiting[MAX_CONNECTIONS];
 	int nwaiting;
-	atomic_uint_fast64_t pprof_wanted_until; /* CLOCK_MONOTONIC ns */
+	atomic_uint_fast64_t wanted_until[2]; /* CLOCK_MONOTONIC ns */
 	atomic_ulong ok, client_errors;
 };
 
@@ -81,14 +87,16 @@ static const char index_html[] =
 	"<li><a href=\"/metrics\">/metrics</a>: Prometheus text "
 	"exposition</li>\n"
 	"<li><a href=\"/debug/pprof/heap\">/debug/pprof/heap</a>: heap profile "
-	"(pprof, gzip), as Go's net/http/pprof serves it</li>\n"
+	"(pprof, gzip), as Go's net/http/pprof serves it; <a "
+	"href=\"/debug/pprof/heap?debug=1\">?debug=1</a>: as text</li>\n"
 	"</ul>\n</body></html>\n";
 
 static const char pprof_index_html[] =
 	"<!DOCTYPE "
 	"html>\n<html><head><title>/debug/pprof/</title></head><body>\n"
 	"<p>Profiles:</p>\n<ul>\n"
-	"<li><a href=\"heap\">heap</a>: outstanding memory by call site</li>\n"
+	"<li><a href=\"heap\">heap</a>: outstanding memory by call site (<a "
+	"href=\"heap?debug=1\">as text</a>)</li>\n"
 	"<li><a href=\"allocs\">allocs</a>: the same profile</li>\n"
 	"</ul>\n</body></html>\n";
 
@@ -204,12 +212,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 	 * the same profile there. */
 	if (!strcmp(url, "/debug/pprof/heap") ||
 	    !strcmp(url, "/debug/pprof/allocs")) {
+		/* ?debug=N, N > 0: Go's text form, for people and scripts. */
+		const char *dbg = MHD_lookup_connection_value(
+			c, MHD_GET_ARGUMENT_KIND, "debug");
+		int k = dbg && atoi(dbg) > 0 ? PROFILE_TEXT : PROFILE_PB;
 		bool stale;
 
-		atomic_store(&h->pprof_wanted_until,
-			     now_ns() + PPROF_WANTED_NS);
+		atomic_store(&h->wanted_until[k], now_ns() + PPROF_WANTED_NS);
 		pthread_mutex_lock(&h->lock);
-		stale = h->seq && (!h->pprof || h->pprof_seq != h->seq);
+		stale = h->seq && (!h->profile[k] || h->prof_seq[k] != h->seq);
 		/* Once only: after the next publish, whatever it left. */
 		if (stale && !*req_cls && h->nwaiting < MAX_CONNECTIONS) {
 			*req_cls = h;
@@ -220,8 +231,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 		}
 		pthread_mutex_unlock(&h->lock);
 		atomic_fetch_add(&h->ok, 1);
-		return queue_blob(h, c, &h->pprof, "application/octet-stream",
-				  true);
+		if (k == PROFILE_TEXT)
+			return queue_blob(h, c, &h->profile[k],
+					  "text/plain; charset=utf-8", false);
+		return queue_blob(h, c, &h->profile[k],
+				  "application/octet-stream", true);
 	}
 	if (!strcmp(url, "/")) {
 		atomic_fetch_add(&h->ok, 1);
@@ -449,45 +463,71 @@ bool http_is_loopback(const struct http_server *h)
 	return h->loopback;
 }
 
+/* A profile in form k, as a blob. 0 or -errno. */
+static int render_profile(const struct snapshot *s, int k, struct blob **out)
+{
+	uint8_t *pbuf = NULL;
+	char *tbuf = NULL;
+	size_t len = 0;
+	int err;
+
+	*out = NULL;
+	if (k == PROFILE_TEXT)
+		err = pprof_text(s, &tbuf, &len);
+	else
+		err = pprof_encode(s, &pbuf, &len);
+	if (!err) {
+		*out = blob_new(k == PROFILE_TEXT ? (void *)tbuf : (void *)pbuf,
+				len);
+		if (!*out)
+			err = -ENOMEM;
+	}
+	free(tbuf);
+	free(pbuf);
+	return err;
+}
+
 int http_publish(struct http_server *h, const struct snapshot *s)
 {
-	struct blob *m = NULL, *p = NULL, *old_m, *old_p = NULL;
-	bool want = atomic_load(&h->pprof_wanted_until) > now_ns();
-	uint8_t *pbuf = NULL;
+	struct blob *m = NULL, *p[2] = {NULL, NULL}, *old_m, *old_p[2] = {0};
+	uint64_t now = now_ns();
 	char *mbuf = NULL;
-	size_t mlen = 0, plen = 0;
+	size_t mlen = 0;
 	int err;
 
 	err = metrics_render(s, h->opts.metrics_sites, &mbuf, &mlen);
-	if (!err && want)
-		err = pprof_encode(s, &pbuf, &plen);
 	if (!err) {
 		m = blob_new(mbuf, mlen);
-		p = want ? blob_new(pbuf, plen) : NULL;
-		if (!m || (want && !p))
+		if (!m)
 			err = -ENOMEM;
 	}
 	free(mbuf);
-	free(pbuf);
+	for (int k = 0; k < 2 && !err; k++)
+		if (atomic_load(&h->wanted_until[k]) > now)
+			err = render_profile(s, k, &p[k]);
 	if (err) {
 		blob_put(m);
-		blob_put(p);
+		blob_put(p[0]);
+		blob_put(p[1]);
 		return err;
 	}
 	pthread_mutex_lock(&h->lock);
 	old_m = h->metrics;
 	h->metrics = m;
 	h->seq++;
-	if (p) {
-		old_p = h->pprof;
-		h->pprof = p;
-		h->pprof_seq = h->seq;
+	for (int k = 0; k < 2; k++) {
+		if (!p[k])
+			continue;
+		old_p[k] = h->profile[k];
+		h->profile[k] = p[k];
+		h->prof_seq[k] = h->seq;
 	}
 	resume_waiting(h);
 	pthread_mutex_unlock(&h->lock);
 	/* Responses still sending them hold their own references. */
 	blob_put(old_m);
-	blob_put(old_p);
+	blob_put(old_p[0]);
+	blob_put(old_p[1]);
 	return 0;
 }
 
@@ -518,7 +558,8 @@ void http_close(struct http_server *h)
 		close(h->fd);
 	}
 	blob_put(h->metrics);
-	blob_put(h->pprof);
+	blob_put(h->profile[PROFILE_PB]);
+	blob_put(h->profile[PROFILE_TEXT]);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 }

@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -623,4 +624,136 @@ int pprof_write(const char *path, const struct snapshot *s)
 	err = views_write_path(path, (const char *)buf, len);
 	free(buf);
 	return err;
+}
+
+/* Sites by the bytes they hold (touched, in growth mode), most first. */
+static int64_t text_bytes(const struct snap_site *st)
+{
+	return st->touched ? (int64_t)st->touched_bytes : st->outstanding_bytes;
+}
+
+static int cmp_text_site(const void *a, const void *b)
+{
+	const struct snap_site *x = *(const struct snap_site *const *)a;
+	const struct snap_site *y = *(const struct snap_site *const *)b;
+
+	if (text_bytes(x) != text_bytes(y))
+		return text_bytes(x) > text_bytes(y) ? -1 : 1;
+	return strcmp(x->site_id, y->site_id);
+}
+
+/*
+ * One record: "inuse_objects: inuse_bytes [alloc_objects: alloc_bytes] @"
+ * and its frames' addresses leaf first, then a "#" line per frame. A
+ * growth site's page faults and touched bytes stand in both pairs.
+ */
+static void text_record(FILE *f, const struct snapshot *s,
+			const struct snap_site *st)
+{
+	int first = s->allocator_frames, n = st->nframes;
+	int64_t io = st->outstanding_allocs, ib = st->outstanding_bytes;
+	int64_t ao = (int64_t)st->allocs, ab = (int64_t)st->alloc_bytes;
+
+	if (st->touched) {
+		io = ao = st->outstanding_allocs;
+		ib = ab = (int64_t)st->touched_bytes;
+	}
+	if (!st->frames || n <= 0)
+		first = n = 0;
+	else if (first >= n)
+		first = n - 1; /* only the allocator's frame: keep it */
+	fprintf(f, "%" PRId64 ": %" PRId64 " [%" PRId64 ": %" PRId64 "] @", io,
+		ib, ao, ab);
+	for (int i = first; i < n; i++)
+		fprintf(f, " %#" PRIx64, st->frames[i].ip);
+	if (!n)
+		fputs(" 0x0", f);
+	fputc('\n', f);
+	for (int i = first; i < n; i++)
+		fprintf(f, "#\t%#" PRIx64 "\t%s\t%s\n", st->frames[i].ip,
+			st->frames[i].func, st->frames[i].location);
+	if (!n)
+		fprintf(f, "#\t0x0\t%s\t%s\n",
+			st->function ? st->function : "[unknown]",
+			st->location ? st->location : "");
+	fputc('\n', f);
+}
+
+int pprof_text(const struct snapshot *s, char **out, size_t *len)
+{
+	const struct snap_site **v = NULL;
+	int64_t io = 0, ib = 0, ao = 0, ab = 0;
+	char modes[160];
+	size_t n = 0;
+	FILE *f;
+
+	if (!s || !out || !len)
+		return -EINVAL;
+	*out = NULL;
+	*len = 0;
+	if (s->nsites > 0) {
+		v = malloc((size_t)s->nsites * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+	}
+	for (int i = 0; i < s->nsites; i++) {
+		const struct snap_site *st = &s->sites[i];
+
+		if (!text_bytes(st) && !st->allocs)
+			continue;
+		v[n++] = st;
+		if (st->touched) {
+			io += st->outstanding_allocs;
+			ao += st->outstanding_allocs;
+			ib += (int64_t)st->touched_bytes;
+			ab += (int64_t)st->touched_bytes;
+		} else {
+			io += st->outstanding_allocs;
+			ib += st->outstanding_bytes;
+			ao += (int64_t)st->allocs;
+			ab += (int64_t)st->alloc_bytes;
+		}
+	}
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_text_site);
+	f = open_memstream(out, len);
+	if (!f) {
+		free(v);
+		return -ENOMEM;
+	}
+	/* heap/2: Go writes twice its sampling rate; the figures here are
+	 * already scaled (--sample), so readers must not scale them again. */
+	fprintf(f,
+		"heap profile: %" PRId64 ": %" PRId64 " [%" PRId64 ": %" PRId64
+		"] @ heap/2\n",
+		io, ib, ao, ab);
+	for (size_t i = 0; i < n; i++)
+		text_record(f, s, v[i]);
+	fprintf(f, "\n# memtop\n");
+	if (s->growth)
+		fprintf(f,
+			"# %s: each record is a stack's page faults and "
+			"touched bytes\n",
+			SNAP_GROWTH_LABEL);
+	if (*snapshot_modes(s, modes, sizeof(modes)))
+		fprintf(f, "# %s\n", modes);
+	for (int i = 0; i < s->nprocs; i++) {
+		const struct snap_proc *p = &s->procs[i];
+
+		fprintf(f,
+			"# pid %" PRIu32 " %s: outstanding %" PRId64
+			" B in %" PRId64 " blocks, touched %" PRIu64
+			" B, RSS %" PRIu64 " B%s\n",
+			p->pid, p->comm, p->outstanding_bytes,
+			p->outstanding_allocs, p->touched_bytes, p->rss_bytes,
+			p->alive ? "" : " (exited)");
+	}
+	free(v);
+	if (fclose(f)) {
+		free(*out);
+		*out = NULL;
+		*len = 0;
+		return -ENOMEM;
+	}
+	return 0;
 }

@@ -18,6 +18,15 @@
  * the caller frees it). 0 or -errno (-ENOMEM).
  */
 int pprof_encode(const struct snapshot *s, uint8_t **out, size_t *len);
+/*
+ * The snapshot as Go's legacy text heap profile, what net/http/pprof serves
+ * for /debug/pprof/heap?debug=1: a "heap profile:" total, then per site
+ * "inuse_objects: inuse_bytes [alloc_objects: alloc_bytes] @ addresses"
+ * (leaf first, the allocator's frames dropped) and a "#" line per frame
+ * with its function and location; most bytes first. *out is malloc'd,
+ * NUL-terminated, *len bytes. 0 or -errno.
+ */
+int pprof_text(const struct snapshot *s, char **out, size_t *len);
 /* pprof_encode() into path (O_NOFOLLOW, replaced whole); 0 or -errno. */
 int pprof_write(const char *path, const struct snapshot *s);
 
