@@ -463,6 +463,33 @@ def test_fault_map_full(ctx):
                      (tracked, n, proc["lost_events"]))
 
 
+def test_fault_stacks_full(ctx):
+    """--max-stacks 64 filled by 360 stacks that free what they allocate:
+    stacks are lost (counted), and the idle empty sites give their room back
+    within seconds, not after --reclaim-after's 30 s, so that a stack made
+    afterwards (keep_new) is stored and named."""
+    w = ctx.workload("gt_stackfill")
+    w.wait_ready()
+    m = ctx.start_memtop([w.pid], ["--max-stacks", "64", "-d", "0.5"])
+    m.wait_attached()
+    w.signal(signal.SIGUSR1)
+    exp = w.wait_done()
+    time.sleep(it.SETTLE)
+    m.stop()
+    rows = it.read_csv(m.csv_path)
+    proc, sites = it.last_sample(rows, w.pid)
+    check(proc["lost_events"] > 0, "no stack lost: the map did not fill")
+    keep = [r for r in sites if r["function"] == "keep_new"]
+    kb = sum(r["outstanding_bytes"] for r in keep)
+    want = exp["fn"]["keep_new"][0]
+    # keep_new allocates every 20 ms for 6 s; those before the room came
+    # back are "[stack not captured]": most must be its own.
+    check(kb >= want // 2, "keep_new holds %d B of its %d B: its stack was "
+          "not stored while the map held idle empty sites" % (kb, want))
+    ctx.notes.append("keep_new %d of %d B, lost_events %d" %
+                     (kb, want, proc["lost_events"]))
+
+
 def test_fault_disk_full(ctx):
     """--csv on a 64 KiB tmpfs at 20 samples/s: an error naming the file and
     ENOSPC, tracing goes on, the file is valid CSV up to its last row."""
@@ -746,6 +773,7 @@ TESTS = [
     ("fault_sighup", signal_test(signal.SIGHUP)),
     ("fault_sigpipe", test_fault_sigpipe),
     ("fault_map_full", test_fault_map_full),
+    ("fault_stacks_full", test_fault_stacks_full),
     ("fault_disk_full", test_fault_disk_full),
     ("fault_sigkill", test_fault_sigkill),
     ("sec_output_files", test_sec_output_files),

@@ -268,6 +268,9 @@ static void delete_stack(struct tracer *t, const struct mt_site_key *site)
 	bpf_map_delete_elem(bpf_map__fd(t->skel->maps.stacks_short), &key);
 }
 
+/* How idle an empty site may get when the maps were full. */
+#define RECLAIM_PRESSED_NS 1000000000ull
+
 /*
  * Stack storage must not freeze: a site that holds nothing and has not
  * allocated for a while is deleted with its stack, so that churning stacks
@@ -278,18 +281,24 @@ static void delete_stack(struct tracer *t, const struct mt_site_key *site)
 void forget_idle(struct tracer *t, struct raw_sample *raw)
 {
 	int sites = bpf_map__fd(t->skel->maps.sites);
+	uint64_t age = t->opts.reclaim_ns;
 	struct mt_stats v;
 	bool bumped = false;
 
-	if (!t->opts.reclaim_ns)
+	if (!age)
 		return;
+	/* Stacks were lost for want of room since the last read (a busy
+	 * machine traced system-wide): a new process would get no stacks
+	 * at all until the usual age passed, so wait only a second. */
+	if (t->full_pressure && age > RECLAIM_PRESSED_NS)
+		age = RECLAIM_PRESSED_NS;
 	for (size_t i = 0; i < raw->nsites; i++) {
 		struct raw_site *r = &raw->sites[i];
 
 		if (r->key.kind != MT_SITE_ALLOC || r->st.outstanding_allocs ||
 		    r->st.outstanding_bytes || !r->st.last_ns ||
 		    raw->mono_ns < r->st.last_ns ||
-		    raw->mono_ns - r->st.last_ns < t->opts.reclaim_ns)
+		    raw->mono_ns - r->st.last_ns < age)
 			continue;
 		if (bpf_map_lookup_and_delete_elem(sites, &r->key, &v))
 			continue;

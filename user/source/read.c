@@ -389,6 +389,13 @@ int tracer_read(struct tracer *t, struct raw_sample *raw)
 		for (int c = 0; c < t->ncpus; c++)
 			raw->counters[i] += t->percpu[c];
 	}
+	{
+		uint64_t full = raw->counters[MT_CNT_STACK_FULL] +
+				raw->counters[MT_CNT_SITE_FULL];
+
+		t->full_pressure = full != t->full_seen;
+		t->full_seen = full;
+	}
 	bpf_object__for_each_program(prog, t->skel->obj)
 	{
 		struct bpf_prog_info info = {};

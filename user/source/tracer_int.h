@@ -41,6 +41,10 @@ struct tracer {
 	struct retired *retired; /* reclaimed sites' counts, per process */
 	int nretired;
 	uint64_t reclaim_races;
+	/* The maps-full counters at the last read: when they grew, idle
+	 * empty sites give their room back sooner (forget_idle). */
+	uint64_t full_seen;
+	bool full_pressure;
 	int *fds;	   /* uprobe_multi links */
 	pid_t *fd_pids;	   /* whose probes each is (-1: every process) */
 	bool uprobe_multi; /* else one perf-event uprobe per function */
