@@ -490,6 +490,70 @@ def test_fault_stacks_full(ctx):
                      (kb, want, proc["lost_events"]))
 
 
+def placements(pids):
+    """What `memtop -v` says of where it probes pids: placement offsets and
+    the CPython allocator table functions."""
+    r = subprocess.run([MEMTOP, "-v", "-b", "-n", "1", "-d", "0.3", "-p",
+                        ",".join(str(p) for p in pids)],
+                       capture_output=True, text=True,
+                       timeout=60 * it._SCALE)
+    check(r.returncode == 0, "memtop -v failed (%d): %s" %
+          (r.returncode, r.stderr[-500:]))
+    got = sorted(set(re.findall(r"probing (\S+) at \+(\d+)", r.stderr)))
+    tabs = sorted(set(re.findall(r"allocator table function at \S+ probed "
+                                 r"\(.*?(\+0x[0-9a-f]+)\)", r.stderr)))
+    fallback = "probing its API functions instead" in r.stderr
+    return got, tabs, fallback
+
+
+def test_fault_foreign_breakpoints(ctx):
+    """A system-wide tracer's breakpoints (here another memtop) sit in every
+    mapping of libc and python, memtop's own reading of those files
+    included: where memtop places its probes, and the CPython allocator
+    tables it finds by decoding the API functions, must not change."""
+    if not os.access("/usr/bin/python3", os.X_OK):
+        raise SkipTest("/usr/bin/python3 missing")
+    w = ctx.workload("gt_basic")
+    w.wait_ready()
+    py = subprocess.Popen(["/usr/bin/python3", "-c",
+                           "import time\nx = [str(i) for i in range(9)]\n"
+                           "time.sleep(120)"])
+    try:
+        time.sleep(0.5)
+        alone = placements([w.pid, py.pid])
+        check(alone[0] and alone[1] and not alone[2],
+              "no placements or allocator tables alone: %r" % (alone,))
+        sw = subprocess.Popen([MEMTOP, "-b", "-d", "5"],
+                              stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60 * it._SCALE
+            line = ""
+            while "probes attached" not in line and \
+                    time.monotonic() < deadline:
+                line = sw.stderr.readline()
+                if not line and sw.poll() is not None:
+                    raise TestFailure("system-wide memtop exited (%s)" %
+                                      sw.returncode)
+            check("probes attached" in line, "system-wide memtop did not "
+                  "attach")
+            beside = placements([w.pid, py.pid])
+        finally:
+            sw.send_signal(signal.SIGINT)
+            try:
+                sw.wait(30)
+            except subprocess.TimeoutExpired:
+                sw.kill()
+                sw.wait()
+        check(beside == alone, "beside a system-wide tracer memtop probes "
+              "elsewhere:\n  alone:  %r\n  beside: %r" % (alone, beside))
+        ctx.notes.append("%d placements, %d table functions, the same" %
+                         (len(alone[0]), len(alone[1])))
+    finally:
+        py.kill()
+        py.wait()
+
+
 def test_fault_disk_full(ctx):
     """--csv on a 64 KiB tmpfs at 20 samples/s: an error naming the file and
     ENOSPC, tracing goes on, the file is valid CSV up to its last row."""
@@ -774,6 +838,7 @@ TESTS = [
     ("fault_sigpipe", test_fault_sigpipe),
     ("fault_map_full", test_fault_map_full),
     ("fault_stacks_full", test_fault_stacks_full),
+    ("fault_foreign_breakpoints", test_fault_foreign_breakpoints),
     ("fault_disk_full", test_fault_disk_full),
     ("fault_sigkill", test_fault_sigkill),
     ("sec_output_files", test_sec_output_files),

@@ -40,7 +40,7 @@ static int obj_open(struct obj *o, const char *path)
 	if (o->fd < 0)
 		return -1;
 	elf_version(EV_CURRENT);
-	o->elf = elf_begin(o->fd, ELF_C_READ_MMAP, NULL);
+	o->elf = elf_begin(o->fd, ELF_C_READ, NULL);
 	err = unwind_compile_fd(o->fd, &o->t);
 	check(!err && o->t, "%s: compiled (err %d)", path, err);
 	return err ? -1 : 0;

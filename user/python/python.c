@@ -395,8 +395,8 @@ static int elf_scan(const char *path, struct elf_syms *es)
 		scn = NULL;
 		while (es->api[k] && (scn = elf_nextscn(elf, scn))) {
 			GElf_Shdr sh;
-			Elf_Data *data;
 			uint64_t off;
+			ssize_t got;
 
 			if (!gelf_getshdr(scn, &sh) ||
 			    sh.sh_type != SHT_PROGBITS ||
@@ -404,17 +404,16 @@ static int elf_scan(const char *path, struct elf_syms *es)
 			    es->api[k] < sh.sh_addr ||
 			    es->api[k] >= sh.sh_addr + sh.sh_size)
 				continue;
-			data = elf_getdata(scn, NULL);
+			/* From the file, not libelf's mapping of it: that
+			 * holds the int3 of any uprobe registered on the file
+			 * without a process filter (a system-wide tracer). */
 			off = es->api[k] - sh.sh_addr;
-			if (data && data->d_buf && off < data->d_size) {
-				es->api_len[k] =
-					data->d_size - off < PYTABLE_CODE_BYTES
-						? data->d_size - off
-						: PYTABLE_CODE_BYTES;
-				memcpy(es->api_code[k],
-				       (const char *)data->d_buf + off,
-				       es->api_len[k]);
-			}
+			got = pread(fd, es->api_code[k],
+				    sh.sh_size - off < PYTABLE_CODE_BYTES
+					    ? sh.sh_size - off
+					    : PYTABLE_CODE_BYTES,
+				    (off_t)(sh.sh_offset + off));
+			es->api_len[k] = got > 0 ? (size_t)got : 0;
 			break;
 		}
 	}

@@ -74,24 +74,28 @@ const struct probe_sym probe_syms[] = {
 _Static_assert(sizeof(probe_syms) / sizeof(probe_syms[0]) == PROBE_NSYMS,
 	       "PROBE_NSYMS counts the table");
 
-static void sym_read_code(Elf *elf, GElf_Sym *s, struct sym_loc *loc)
+/*
+ * A function's first bytes, read from the file (the page cache), not from
+ * libelf's mapping of it: while a uprobe without a process filter is
+ * registered on the file (a system-wide memtop, or any other tracer), every
+ * executable-capable mapping of it, this one included, holds its int3.
+ */
+static void sym_read_code(Elf *elf, int fd, GElf_Sym *s, struct sym_loc *loc)
 {
 	Elf_Scn *scn = elf_getscn(elf, s->st_shndx);
 	GElf_Shdr sh;
-	Elf_Data *data;
-	uint64_t in;
+	uint64_t in, n;
+	ssize_t got;
 
 	if (!scn || !gelf_getshdr(scn, &sh) || sh.sh_type != SHT_PROGBITS ||
 	    s->st_value < sh.sh_addr || s->st_value >= sh.sh_addr + sh.sh_size)
 		return;
 	in = s->st_value - sh.sh_addr;
 	loc->file_off = sh.sh_offset + in;
-	data = elf_getdata(scn, NULL);
-	if (!data || !data->d_buf || in >= data->d_size)
-		return;
-	loc->ncode = data->d_size - in < sizeof(loc->code) ? data->d_size - in
-							   : sizeof(loc->code);
-	memcpy(loc->code, (const char *)data->d_buf + in, loc->ncode);
+	n = sh.sh_size - in < sizeof(loc->code) ? sh.sh_size - in
+						: sizeof(loc->code);
+	got = pread(fd, loc->code, n, (off_t)loc->file_off);
+	loc->ncode = got > 0 ? (size_t)got : 0;
 }
 
 int probes_find_syms(const char *path, struct sym_loc locs[PROBE_NSYMS])
@@ -140,7 +144,7 @@ int probes_find_syms(const char *path, struct sym_loc locs[PROBE_NSYMS])
 				    strcmp(name, probe_syms[k].name))
 					continue;
 				locs[k].addr = s.st_value;
-				sym_read_code(elf, &s, &locs[k]);
+				sym_read_code(elf, fd, &s, &locs[k]);
 				if (locs[k].file_off)
 					found++;
 				else
