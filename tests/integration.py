@@ -904,6 +904,46 @@ def test_redis(ctx):
                          max(sites, key=lambda x: x["outstanding_bytes"])["function"]))
 
 
+class Prometheus(Child):
+    """Debian's prometheus (a Go program) on a private loopback port."""
+
+    def __init__(self, tmp, port):
+        cfg = os.path.join(tmp, "prometheus.yml")
+        with open(cfg, "w") as f:
+            f.write("global: {scrape_interval: 1s}\n")
+        self.p = subprocess.Popen(
+            ["prometheus", "--config.file=" + cfg,
+             "--web.listen-address=127.0.0.1:%d" % port,
+             "--storage.tsdb.path=" + os.path.join(tmp, "tsdb")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        self.pid = self.p.pid
+
+
+def test_go(ctx):
+    """Debian's prometheus, a Go program: its heap is the Go runtime's, made
+    without malloc, so memtop says so, at attach and with its figures,
+    instead of showing a process that holds nothing."""
+    if not shutil.which("prometheus"):
+        skip_or_fail("prometheus not installed")
+    g = Prometheus(ctx.tmp, 20000 + (os.getpid() + 7) % 20000)
+    ctx.procs.append(g)
+    time.sleep(1.0)
+    check(g.alive(), "prometheus exited at once")
+    m = ctx.start_memtop([g.pid])
+    m.wait_attached()
+    time.sleep(2 * float(INTERVAL) + SETTLE)
+    m.stop()
+    err = "\n".join(m.lines)
+    check("pid %d is a Go program" % g.pid in err,
+          "memtop did not say pid %d is a Go program:\n%s" % (g.pid, err))
+    with open(m.out_path) as f:
+        out = f.read()
+    check("not seen: the Go runtime's heap" in out,
+          "the batch figures do not say the Go heap is not seen:\n" +
+          out[-1500:])
+
+
 def skip_or_fail(msg):
     """A test that cannot run here: a loud SKIP, a failure under CI=true."""
     if os.environ.get("CI", "").lower() == "true":
@@ -1046,6 +1086,7 @@ TESTS = [
     ("folded_nofp", lambda ctx: test_folded(ctx, "gt_basic_nofp")),
     ("redis", test_redis),
     ("node", test_node),
+    ("go", test_go),
     ("files", test_files),
     ("valgrind_basic", valgrind_test("gt_basic")),
     ("valgrind_cxx", valgrind_test("gt_cxx")),

@@ -443,6 +443,28 @@ int discover_unwind(struct tracer *t, pid_t pid)
 	return err;
 }
 
+/*
+ * A Go program allocates its heap in the Go runtime, from memory it maps
+ * itself: the allocator probes see only its C allocations (cgo, libc), and
+ * the figures would read as a process that holds nothing. Say so once.
+ */
+static void note_go(struct tracer *t, pid_t pid)
+{
+	char exe[64];
+
+	snprintf(exe, sizeof(exe), "/proc/%d/exe", pid);
+	if (t->opts.growth || probes_is_go(exe) != 1 ||
+	    ARRAY_RESERVE(t->go_pids, t->go_pids_cap, t->ngo_pids + 1))
+		return;
+	t->go_pids[t->ngo_pids++] = (uint32_t)pid;
+	fprintf(stderr,
+		"memtop: pid %d is a Go program: the Go runtime's heap is not "
+		"made with malloc, so only its C allocations are seen "
+		"(--growth "
+		"shows which stacks grow its RSS)\n",
+		pid);
+}
+
 /* Probe what one explicitly named process needs; its errors are fatal. */
 int discover_target(struct tracer *t, pid_t pid)
 {
@@ -459,6 +481,7 @@ int discover_target(struct tracer *t, pid_t pid)
 	if (n < 0)
 		return n;
 	total += n;
+	note_go(t, pid);
 	if (t->opts.python == PYTHON_ON && !python_known(pid)) {
 		fprintf(stderr,
 			"memtop: pid %d is not a CPython process (--python "

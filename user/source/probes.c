@@ -159,6 +159,38 @@ cleanup:
 	return found;
 }
 
+int probes_is_go(const char *path)
+{
+	Elf_Scn *scn = NULL;
+	GElf_Shdr sh;
+	size_t shstr;
+	int fd, found = 0;
+	Elf *elf;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	if (!elf || elf_kind(elf) != ELF_K_ELF ||
+	    elf_getshdrstrndx(elf, &shstr)) {
+		found = -ENOEXEC;
+		goto cleanup;
+	}
+	while (!found && (scn = elf_nextscn(elf, scn))) {
+		const char *name;
+
+		if (!gelf_getshdr(scn, &sh))
+			continue;
+		name = elf_strptr(elf, shstr, sh.sh_name);
+		found = name && !strcmp(name, ".go.buildinfo");
+	}
+cleanup:
+	if (elf)
+		elf_end(elf);
+	close(fd);
+	return found;
+}
+
 /*
  * bpf(BPF_LINK_CREATE) for a uprobe_multi link, which libbpf 1.1 predates;
  * the layout is the kernel's union bpf_attr link_create (6.6+).

@@ -43,6 +43,10 @@ struct sym_loc {
  */
 int probes_find_syms(const char *path, struct sym_loc locs[PROBE_NSYMS]);
 
+/* Is path a Go program (a .go.buildinfo section)? Its heap is the Go
+ * runtime's, made without malloc: 1 yes, 0 no, or -errno. */
+int probes_is_go(const char *path);
+
 #define MT_BPF_TRACE_UPROBE_MULTI   48
 #define MT_BPF_TRACE_UPROBE_SESSION 57
 

@@ -531,6 +531,7 @@ void tracer_close(struct tracer *t)
 	unwinder_free(t->uw);
 	free(t->uw_prev);
 	free(t->py_pids);
+	free(t->go_pids);
 	memtop_bpf__destroy(t->skel);
 	free(t->percpu);
 	bpfmap_buf_free(&t->batch);

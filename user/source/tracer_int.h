@@ -89,6 +89,9 @@ struct tracer {
 	 * sites have Python stacks to look up (t->lock). */
 	uint32_t *py_pids;
 	size_t npy_pids, py_pids_cap;
+	/* Named Go programs: the notes say their heap is not seen. */
+	uint32_t *go_pids;
+	size_t ngo_pids, go_pids_cap;
 	struct py_probes *pyp; /* CPython allocator table probes, per pid */
 	int npyp;
 	/* The sweep of gone processes' blocks (forget_sweep), from the event
