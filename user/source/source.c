@@ -451,6 +451,9 @@ void source_close(struct source *s)
 {
 	if (!s)
 		return;
+	/* The tracer first: its event thread scans exec'd processes with
+	 * the Python state and the unwinder until it is joined. */
+	tracer_close(s->tracer);
 	free(s->forget);
 	free(s->filtered);
 	free(s->seeds);
@@ -459,7 +462,6 @@ void source_close(struct source *s)
 	wrappers_free(s->skip);
 	symbolizer_free(s->sym);
 	python_free_all();
-	tracer_close(s->tracer);
 	sample_free(&s->raw);
 	free(s);
 }
