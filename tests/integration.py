@@ -1176,6 +1176,14 @@ def print_memtop_tail(m):
     if m is not None:
         print("  memtop: %s\n  memtop stderr (tail):\n%s" % (m.cmdline, m.tail()),
               flush=True)
+        # Which counter a lost event went to: batch output's last lost line.
+        try:
+            with open(m.out_path, errors="replace") as f:
+                lost = [l.rstrip() for l in f if l.startswith("lost: ")]
+        except OSError:
+            lost = []
+        if lost:
+            print("  memtop's last %s" % lost[-1], flush=True)
 
 
 def main(argv):
