@@ -1005,9 +1005,21 @@ def test_node(ctx):
             by_ts.setdefault((r["timestamp"], r["elapsed_s"]), []).append(r)
     named = max((buffers(s, lambda f: re.match(r"^decoy\d+$", f))
                  for s in by_ts.values()), default=(0, 0))
-    check(named == decoy[0],
-          "no sample charges the decoys' %d B in %d Buffers to decoyN "
-          "(best: %d B in %d)" % (decoy[0] + named))
+    if named != decoy[0]:
+        # What held the Buffers instead, in the sample holding most.
+        top = max(by_ts.values(), default=[],
+                  key=lambda s: buffers(s, lambda f: True)[0])
+        held = sorted((r for r in top if NODE_ALLOCATOR in
+                       r["stack"].split(";") and r["outstanding_bytes"]),
+                      key=lambda r: -r["outstanding_bytes"])[:5]
+        raise TestFailure(
+            "no sample charges the decoys' %d B in %d Buffers to decoyN "
+            "(best: %d B in %d); the sample holding most Buffers has: %s" %
+            (decoy[0] + named + (", ".join(
+                "%s %s=%d/%d" % (r["function"], r["location"],
+                                 r["outstanding_bytes"],
+                                 r["outstanding_allocs"])
+                for r in held) or "none",)))
     # Whether V8 put keepBuffers' code where older entries named other code
     # (the test is only as sharp as that; V8 decides).
     reused = set()
