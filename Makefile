@@ -109,7 +109,7 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(LIB_OBJS) | $(BUILD)/tests/unit
 
 # Objects the unwind table compiler's unit test reads.
 UNIT_DATA  := $(BUILD)/tests/unit/libuw_cfi.so $(BUILD)/tests/unit/libuw_nofp.so \
-	      $(BUILD)/tests/unit/libeval_split.so
+	      $(BUILD)/tests/unit/libeval_split.so $(BUILD)/tests/unit/gotiny
 
 $(BUILD)/tests/unit/libuw_cfi.so: tests/unit/data/uw_cfi.S | $(BUILD)/tests/unit
 	$(call msg,AS,$@)
@@ -118,6 +118,13 @@ $(BUILD)/tests/unit/libuw_cfi.so: tests/unit/data/uw_cfi.S | $(BUILD)/tests/unit
 $(BUILD)/tests/unit/libeval_split.so: tests/unit/data/eval_split.S | $(BUILD)/tests/unit
 	$(call msg,AS,$@)
 	$(Q)$(CC) -shared -nostdlib -Wl,-z,noexecstack $< -o $@
+
+# A stripped pure-Go binary (internally linked: its .text is Go's own) for
+# the .gopclntab reader; Go's caches stay inside the build tree.
+$(BUILD)/tests/unit/gotiny: tests/unit/data/gotiny.go | $(BUILD)/tests/unit
+	$(call msg,GO,$@)
+	$(Q)CGO_ENABLED=0 GOCACHE=$(abspath $(BUILD))/go-cache GOPATH=$(abspath $(BUILD))/go-path \
+		GOFLAGS= GO111MODULE=off go build -ldflags=-s -o $@ $<
 
 $(BUILD)/tests/unit/libuw_nofp.so: tests/unit/data/uw_nofp.c | $(BUILD)/tests/unit
 	$(call msg,CC,$@)

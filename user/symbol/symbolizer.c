@@ -46,6 +46,7 @@
 
 #include "array.h"
 #include "clock.h"
+#include "gopclntab.h"
 #include "procfs.h"
 #include "strpool.h"
 #include "symbolizer.h"
@@ -122,6 +123,10 @@ struct mod_index {
 	struct cu_range *cus;
 	size_t ncus;
 	bool cus_loaded;
+	/* Go's own function table, read from the module's Elf (which it
+	 * points into): names a stripped Go binary's functions. */
+	struct gopclntab *go;
+	bool go_loaded;
 };
 
 /* Intrusive LRU of everything that holds a live Dwfl. */
@@ -584,6 +589,7 @@ static void mod_index_free(struct mod_index *mi)
 {
 	free(mi->syms);
 	free(mi->cus);
+	gopclntab_free(mi->go);
 	memset(mi, 0, sizeof(*mi));
 }
 
@@ -1262,6 +1268,76 @@ static Dwarf_Line *getsrc_by_cu(Dwfl_Module *mod, struct mod_index *mi,
 	return dwarf_getsrc_die(&cudie, addr);
 }
 
+/*
+ * A Go binary's .gopclntab, if it has one. Go's text starts at .text in an
+ * internally linked binary; the table's header says where when C code
+ * comes first (cgo).
+ */
+static void load_gopclntab(Dwfl_Module *mod, struct mod_index *mi)
+{
+	uint64_t text = 0;
+	Elf_Data *data = NULL;
+	Elf_Scn *scn = NULL;
+	GElf_Addr bias;
+	size_t shstrndx;
+	Elf *elf;
+
+	mi->go_loaded = true;
+	elf = dwfl_module_getelf(mod, &bias);
+	if (!elf || elf_getshdrstrndx(elf, &shstrndx))
+		return;
+	while ((scn = elf_nextscn(elf, scn))) {
+		GElf_Shdr sh;
+		const char *name;
+
+		if (!gelf_getshdr(scn, &sh))
+			continue;
+		name = elf_strptr(elf, shstrndx, sh.sh_name);
+		if (!name)
+			continue;
+		if (!strcmp(name, ".text"))
+			text = sh.sh_addr;
+		else if (!strcmp(name, ".gopclntab") &&
+			 sh.sh_type == SHT_PROGBITS)
+			data = elf_getdata(scn, NULL);
+	}
+	if (data && data->d_buf &&
+	    gopclntab_open(data->d_buf, data->d_size, text, &mi->go))
+		mi->go = NULL;
+}
+
+/*
+ * Name addr from Go's table where the ELF symbols and DWARF did not: a
+ * stripped Go binary keeps it (the runtime needs it for its own stack
+ * traces). Names are Go's own ("pkg/path.(*T).method"), not demangled.
+ */
+static void resolve_go(struct symbolizer *sym, Dwfl_Module *mod,
+		       struct mod_index *mi, uint64_t addr,
+		       struct sym_info *info)
+{
+	struct gopclntab_loc loc;
+	GElf_Addr bias = 0;
+	const char *base;
+	size_t len;
+
+	if (!mi->go_loaded)
+		load_gopclntab(mod, mi);
+	if (!mi->go || !dwfl_module_getelf(mod, &bias) ||
+	    gopclntab_lookup(mi->go, addr - bias, &loc))
+		return;
+	if (!info->func)
+		info->func = strpool_intern(&sym->strs, loc.func, loc.func_len);
+	if (!info->file && loc.file) {
+		base = memrchr(loc.file, '/', loc.file_len);
+		base = base ? base + 1 : loc.file;
+		len = loc.file_len - (size_t)(base - loc.file);
+		if (len) {
+			info->file = strpool_intern(&sym->strs, base, len);
+			info->line = loc.line;
+		}
+	}
+}
+
 /* Function and source line of addr (a module address) in mod. */
 static void resolve_module(struct symbolizer *sym, Dwfl_Module *mod,
 			   struct mod_index *mi, uint64_t addr,
@@ -1297,6 +1373,8 @@ static void resolve_module(struct symbolizer *sym, Dwfl_Module *mod,
 		info->file = strpool_intern(&sym->strs, base, len);
 		info->line = lineno;
 	}
+	if (!info->func || !info->file)
+		resolve_go(sym, mod, mi, addr, info);
 }
 
 static uint64_t gcache_hash(uint32_t id, uint64_t off)
