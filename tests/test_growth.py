@@ -32,6 +32,10 @@ Usage (as root, kernel with BPF):
 - systemwide: growth mode without -p finds the growing process and stack.
 - systemwide_nofp: and, once it has grown, unwinds it by CFI (faults inside
   glibc reach the caller).
+- go_names: Debian's prometheus (Go, stripped: no .symtab, no DWARF)
+  scraping itself: its growth sites and every frame of their stacks in the
+  binary are named from Go's own table (.gopclntab), function and
+  file:line, none left as [prometheus+0x...].
 - tui_switch: the live view in tmux: the growth columns and label, then x
   switches the process to exact tracing (OUTSTANDING, allocator probes)
   and back.
@@ -524,6 +528,59 @@ def test_tui_switch(ctx):
           re.findall(r"GROWTHEXIT=\d+", s.text))
 
 
+def wait_listening(port, timeout):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def test_go_names(ctx):
+    if not shutil_which("prometheus"):
+        it.skip_or_fail("prometheus not installed")
+    port = 20000 + (os.getpid() + 11) % 20000
+    cfg = os.path.join(ctx.tmp, "prometheus.yml")
+    with open(cfg, "w") as f:
+        # Scraping itself every 100 ms keeps it growing (series, chunks).
+        f.write("global: {scrape_interval: 100ms}\n"
+                "scrape_configs:\n- job_name: self\n"
+                "  static_configs: [{targets: ['127.0.0.1:%d']}]\n" % port)
+    g = it.Proc(["prometheus", "--config.file=" + cfg,
+                 "--web.listen-address=127.0.0.1:%d" % port,
+                 "--storage.tsdb.path=" + os.path.join(ctx.tmp, "tsdb")],
+                watch="stderr")
+    ctx.procs.append(g)
+    check(wait_listening(port, it.READY_TIMEOUT),
+          "prometheus did not listen on 127.0.0.1:%d" % port)
+    m, csv_path, _ = ctx.growth_memtop(["--growth", "-p", str(g.p.pid)])
+    wait_attached(m)
+    time.sleep(3 * it._SCALE)
+    stop(m)
+    p, sites = last(rows_of(csv_path), g.p.pid)
+    check(sites, "no growth sites for prometheus")
+    sites.sort(key=lambda r: -int(r["touched_bytes"]))
+    top = sites[:10]
+    ctx.notes.append("prometheus touched %s B in %d sites; top: %s" % (
+        p["touched_bytes"], len(sites),
+        "; ".join("%s %s %s B" % (r["function"], r["location"],
+                                  r["touched_bytes"]) for r in top[:3])))
+    for r in top:
+        check(not r["function"].startswith("[") and
+              re.search(r"\.(go|s):\d+$", r["location"]),
+              "site %r at %r is not a named Go function with file:line" %
+              (r["function"], r["location"]))
+    # Every frame in the binary is in Go's table (C code there has
+    # .dynsym names): none may be left as [prometheus+0x...].
+    unnamed = sorted({f for r in sites for f in r["stack"].split(";")
+                      if f.startswith("[prometheus+0x")})
+    check(not unnamed, "%d frames in prometheus unnamed: %s" %
+          (len(unnamed), ", ".join(unnamed[:5])))
+
+
 def shutil_which(name):
     import shutil
     return shutil.which(name)
@@ -539,6 +596,7 @@ TESTS = [
     ("python_leak", test_python_leak),
     ("systemwide", test_systemwide),
     ("systemwide_nofp", test_systemwide_nofp),
+    ("go_names", test_go_names),
     ("tui_switch", test_tui_switch),
 ]
 
