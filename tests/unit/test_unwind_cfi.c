@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "check.h"
+#include "symbol/gopclntab.h"
 #include "unwind/cfi.h"
 
 static char dir[PATH_MAX];
@@ -413,6 +414,54 @@ cleanup:
 	obj_close(&o);
 }
 
+/*
+ * Debian's prometheus (Go, cgo, stripped): Go's text has no CFI but keeps
+ * frame pointers, and is compiled as the frame-pointer rule from the
+ * binary's .gopclntab; cgo's C code beside it keeps its own CFI.
+ */
+static void test_go(void)
+{
+	const char *path = "/usr/bin/prometheus";
+	const struct mt_unwind_row *r;
+	struct unwind_table_stats st;
+	struct gopclntab *g = NULL;
+	size_t nfunc, i, fp = 0;
+	struct obj o;
+	uint64_t a;
+
+	if (access(path, R_OK)) {
+		printf("SKIP - %s not installed\n", path);
+		return;
+	}
+	if (obj_open(&o, path))
+		goto cleanup;
+	check(!gopclntab_open_elf(o.elf, &g), "prometheus has a Go table");
+	if (!g)
+		goto cleanup;
+	nfunc = gopclntab_nfunc(g);
+	for (i = 0; i < nfunc; i += nfunc / 100 + 1) {
+		r = unwind_table_find(o.t, gopclntab_entry(g, i) + 1);
+		fp += r && r->type == MT_UW_RBP && r->cfa == 2 && r->rbp == -2;
+	}
+	check(fp == (nfunc - 1) / (nfunc / 100 + 1) + 1,
+	      "Go functions: CFA = rbp + 16, rbp at CFA - 16 (%zu)", fp);
+	r = unwind_table_find(o.t, gopclntab_entry(g, nfunc));
+	check(!r || r->type != MT_UW_RBP || r->cfa != 2,
+	      "past Go's text: not Go's rule");
+	if (sym_addr(&o, "x_cgo_init", &a)) {
+		r = unwind_table_find(o.t, a);
+		check(r && r->type == MT_UW_RSP && r->cfa == 1,
+		      "cgo's x_cgo_init (C): its own CFI, CFA = rsp + 8");
+	}
+	unwind_table_stats(o.t, &st);
+	check(st.fp * 100 >= st.covered * 90,
+	      "prometheus: %llu of %llu covered bytes by frame pointers",
+	      (unsigned long long)st.fp, (unsigned long long)st.covered);
+cleanup:
+	gopclntab_free(g);
+	obj_close(&o);
+}
+
 static void test_not_elf(void)
 {
 	char path[] = "/tmp/memtop-uwtest-XXXXXX";
@@ -442,6 +491,7 @@ int main(void)
 	test_handwritten();
 	test_nofp();
 	test_libc();
+	test_go();
 	test_not_elf();
 	printf("%d/%d checks failed\n", failures, checks);
 	return failures != 0;

@@ -46,7 +46,16 @@ struct gopclntab_loc {
 int gopclntab_lookup(const struct gopclntab *t, uint64_t pc,
 		     struct gopclntab_loc *out);
 
-/* Functions in the table; their entries, for tests and the fuzzer. */
+/*
+ * The table of an ELF file's .gopclntab section (gopclntab_elf.c), which
+ * points into elf's data: 0, -ENOENT when there is none, or as
+ * gopclntab_open.
+ */
+typedef struct Elf Elf;
+int gopclntab_open_elf(Elf *elf, struct gopclntab **out);
+
+/* Functions in the table; their entries, for tests and the fuzzer. The
+ * last, gopclntab_entry(t, nfunc), is the end of Go's text. */
 size_t gopclntab_nfunc(const struct gopclntab *t);
 uint64_t gopclntab_entry(const struct gopclntab *t, size_t i);
 

@@ -1269,44 +1269,6 @@ static Dwarf_Line *getsrc_by_cu(Dwfl_Module *mod, struct mod_index *mi,
 }
 
 /*
- * A Go binary's .gopclntab, if it has one. Go's text starts at .text in an
- * internally linked binary; the table's header says where when C code
- * comes first (cgo).
- */
-static void load_gopclntab(Dwfl_Module *mod, struct mod_index *mi)
-{
-	uint64_t text = 0;
-	Elf_Data *data = NULL;
-	Elf_Scn *scn = NULL;
-	GElf_Addr bias;
-	size_t shstrndx;
-	Elf *elf;
-
-	mi->go_loaded = true;
-	elf = dwfl_module_getelf(mod, &bias);
-	if (!elf || elf_getshdrstrndx(elf, &shstrndx))
-		return;
-	while ((scn = elf_nextscn(elf, scn))) {
-		GElf_Shdr sh;
-		const char *name;
-
-		if (!gelf_getshdr(scn, &sh))
-			continue;
-		name = elf_strptr(elf, shstrndx, sh.sh_name);
-		if (!name)
-			continue;
-		if (!strcmp(name, ".text"))
-			text = sh.sh_addr;
-		else if (!strcmp(name, ".gopclntab") &&
-			 sh.sh_type == SHT_PROGBITS)
-			data = elf_getdata(scn, NULL);
-	}
-	if (data && data->d_buf &&
-	    gopclntab_open(data->d_buf, data->d_size, text, &mi->go))
-		mi->go = NULL;
-}
-
-/*
  * Name addr from Go's table where the ELF symbols and DWARF did not: a
  * stripped Go binary keeps it (the runtime needs it for its own stack
  * traces). Names are Go's own ("pkg/path.(*T).method"), not demangled.
@@ -1320,8 +1282,10 @@ static void resolve_go(struct symbolizer *sym, Dwfl_Module *mod,
 	const char *base;
 	size_t len;
 
-	if (!mi->go_loaded)
-		load_gopclntab(mod, mi);
+	if (!mi->go_loaded) {
+		mi->go_loaded = true;
+		gopclntab_open_elf(dwfl_module_getelf(mod, &bias), &mi->go);
+	}
 	if (!mi->go || !dwfl_module_getelf(mod, &bias) ||
 	    gopclntab_lookup(mi->go, addr - bias, &loc))
 		return;

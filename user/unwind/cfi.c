@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "symbol/gopclntab.h"
 #include "util/array.h"
 #include "unwind/cfi.h"
 
@@ -237,6 +238,50 @@ static int compile_range(struct unwind_table *t, Dwarf_CFI *const cfis[2],
 	return 0;
 }
 
+/*
+ * Go's text has no CFI (the cgo C code beside it may), but Go keeps frame
+ * pointers in all of it (amd64, since Go 1.7): CFA = rbp + 16, the
+ * caller's rbp saved at CFA - 16. Wrong only inside a prologue before the
+ * frame is made, or in a frameless leaf (memclr, memmove), where rbp is
+ * still the caller's: the walk skips that one caller. The range of Go's
+ * functions comes from the binary's own table; none: lo == hi.
+ */
+static void go_text(Elf *elf, uint64_t *lo, uint64_t *hi)
+{
+	struct gopclntab *g;
+
+	*lo = *hi = 0;
+	if (gopclntab_open_elf(elf, &g))
+		return;
+	*lo = gopclntab_entry(g, 0);
+	*hi = gopclntab_entry(g, gopclntab_nfunc(g));
+	if (*hi < *lo)
+		*hi = *lo;
+	gopclntab_free(g);
+}
+
+/* Rows for the segment [s, e), Go's text [glo, ghi) in it by rbp. */
+static int compile_seg(struct unwind_table *t, Dwarf_CFI *const cfis[2],
+		       uint64_t s, uint64_t e, uint64_t glo, uint64_t ghi)
+{
+	static const struct rule go_fp = {
+		.type = MT_UW_RBP, .cfa = 2, .rbp = -2};
+	uint64_t a, b;
+	int err = 0;
+
+	if (glo >= ghi || glo >= e || ghi <= s)
+		return compile_range(t, cfis, s, e);
+	a = glo > s ? glo : s;
+	b = ghi < e ? ghi : e;
+	if (s < a)
+		err = compile_range(t, cfis, s, a);
+	if (!err)
+		err = add_range(t, a, b, &go_fp);
+	if (!err && b < e)
+		err = compile_range(t, cfis, b, e);
+	return err;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -249,7 +294,7 @@ int unwind_compile_elf(Elf *elf, struct unwind_table **out)
 	static const struct rule none = {.type = MT_UW_END};
 	Dwarf_CFI *cfis[2] = {NULL, NULL};
 	struct unwind_table *t = NULL;
-	uint64_t(*segs)[2] = NULL, lo = UINT64_MAX, hi = 0;
+	uint64_t(*segs)[2] = NULL, lo = UINT64_MAX, hi = 0, glo, ghi;
 	size_t nph = 0, nseg = 0;
 	Dwarf *dw = NULL;
 	int err = 0;
@@ -299,13 +344,14 @@ int unwind_compile_elf(Elf *elf, struct unwind_table **out)
 		err = -ENOENT;
 		goto cleanup;
 	}
+	go_text(elf, &glo, &ghi);
 	for (size_t i = 0; i < nseg && !err; i++) {
 		uint64_t s = segs[i][0];
 
 		if (i && s < segs[i - 1][1])
 			s = segs[i - 1][1]; /* overlapping segments */
 		if (s < segs[i][1])
-			err = compile_range(t, cfis, s, segs[i][1]);
+			err = compile_seg(t, cfis, s, segs[i][1], glo, ghi);
 	}
 	if (err)
 		goto cleanup;
