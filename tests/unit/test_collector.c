@@ -44,6 +44,7 @@ static void check_dbl(double got, double want, const char *what)
 #define IP_SYM_FAIL   0x66   /* symbolize fails */
 #define ID_HUGE	      0x88   /* the stack hook claims more frames than fit */
 #define IP_LIBC	      0x7000 /* symbolize: a function in libc.so.6 */
+#define IP_GORT	      0x7100 /* symbolize: Go's runtime, in the app */
 
 struct fake_stack {
 	uint64_t id;
@@ -66,6 +67,10 @@ static const struct fake_stack stacks[] = {
 	{0x66, 2, {IP_SYM_FAIL, 0x101}},
 	/* growth: a fault in libc's memset called from libc, from the app */
 	{0x70, 3, {IP_LIBC, IP_LIBC + 1, 0x702}},
+	/* growth in Go: memclr from mallocgc from the program, from the
+	 * runtime (runtime.main); and a stack that is all runtime */
+	{0x71, 4, {IP_GORT, IP_GORT + 1, 0x703, IP_GORT + 2}},
+	{0x72, 3, {IP_GORT + 3, IP_GORT + 4, IP_GORT + 5}},
 };
 
 struct fake_ctx {
@@ -124,7 +129,10 @@ static int fake_sym_hook(void *ctx, uint32_t pid, uint64_t ip,
 		out->offset = 0x10;
 		return 0;
 	}
-	snprintf(f->func, sizeof(f->func), "fn_%" PRIx64, ip);
+	snprintf(f->func, sizeof(f->func),
+		 ip >= IP_GORT && ip < IP_GORT + 0x10 ? "runtime.fn_%" PRIx64
+						      : "fn_%" PRIx64,
+		 ip);
 	snprintf(f->file, sizeof(f->file), "f.c");
 	out->func = f->func;
 	out->file = f->file;
@@ -980,6 +988,59 @@ static void test_growth(void)
 	collector_free(c);
 }
 
+/*
+ * Growth in a Go program: its pages are first written by Go's runtime
+ * (memclr from mallocgc), in the program's own file; FUNCTION is the
+ * runtime's caller, or, for a stack that is all runtime, its innermost
+ * frame (never the goroutine's outermost, runtime.goexit).
+ */
+static void test_growth_go(void)
+{
+	struct collector_opts o = {.sort = SORT_OUTSTANDING, .growth = true};
+	struct collector_hooks h = {.ctx = &fctx,
+				    .stack = fake_stack_hook,
+				    .symbolize = fake_sym_hook};
+	const struct snapshot *snap = NULL;
+	struct raw_sample r = {0};
+	struct collector *c = NULL;
+	struct raw_site site;
+
+	printf("# growth mode, Go\n");
+	check(!collector_new(&c, &o, &h) && c, "collector_new (growth, Go)");
+	if (!c)
+		return;
+	sample_reset(&r);
+	r.mono_ns = T0;
+	for (uint64_t id = 0x71; id <= 0x72; id++) {
+		memset(&site, 0, sizeof(site));
+		site.key.tgid = 9;
+		site.key.kind = MT_SITE_TOUCHED;
+		site.key.stack_id = id;
+		site.st.allocs = 1;
+		site.st.alloc_bytes = 4096 * id;
+		site.st.outstanding_bytes = (int64_t)(4096 * id);
+		site.st.outstanding_allocs = 1;
+		site.st.first_ns = site.st.last_ns = T0;
+		check(!sample_add_site(&r, &site), "add touched site %#llx",
+		      (unsigned long long)id);
+	}
+	add_proc(&r, 9, "gopher", true, true)->touched_bytes = 4096 * 0xe3;
+	check(!collector_update(c, &r, &snap) && snap, "update");
+	check(snap && snap->nsites == 2, "two Go sites");
+	for (int i = 0; snap && i < snap->nsites; i++) {
+		const struct snap_site *st = &snap->sites[i];
+
+		if (st->touched_bytes == 4096 * 0x71)
+			check_str(st->function, "fn_703",
+				  "FUNCTION: the Go runtime's caller");
+		else /* frame 0, the faulting ip, is looked up as ip + 1 */
+			check_str(st->function, "runtime.fn_7104",
+				  "FUNCTION: all runtime, its innermost frame");
+	}
+	sample_free(&r);
+	collector_free(c);
+}
+
 /* ---- GROWTH/s: the last interval's change per second ---- */
 
 static void growth_step(struct collector *c, struct raw_sample *raw, int t,
@@ -1044,6 +1105,7 @@ int main(void)
 	test_many_sites();
 	test_long_history();
 	test_growth();
+	test_growth_go();
 	test_growth_rate();
 	printf("%d checks, %d failed\n", checks, failures);
 	return failures ? 1 : 0;

@@ -387,6 +387,16 @@ static bool runtime_module(const char *m)
 	return false;
 }
 
+/*
+ * Go's runtime is a Go program's allocator: its pages are first written in
+ * runtime.memclrNoHeapPointers or runtime.memmove, called from mallocgc or
+ * growslice, all in the program's own file.
+ */
+static bool go_runtime(const char *func)
+{
+	return func && !strncmp(func, "runtime.", 8);
+}
+
 static int site_resolve(struct collector *c, struct site_state *s)
 {
 	struct mt_stack *st = &c->stack_buf;
@@ -456,10 +466,22 @@ static int site_resolve(struct collector *c, struct site_state *s)
 				: s->nframes - 1;
 
 		if (touched) {
+			int j;
+
 			k = 0;
 			while (k + 1 < s->nframes &&
 			       runtime_module(s->frames[k].module))
 				k++;
+			/* Past Go's runtime to the code that called it, if
+			 * any did: a stack that is all runtime (the garbage
+			 * collector's, a goroutine's stack growing) keeps
+			 * its innermost frame, not runtime.goexit. */
+			for (j = k;
+			     j < s->nframes && go_runtime(s->frames[j].func);
+			     j++)
+				;
+			if (j < s->nframes)
+				k = j;
 		} else {
 			/* Past the allocator's wrappers (zmalloc, palloc,
 			 * operator new, std::string's internals): their caller.
