@@ -33,9 +33,11 @@ Usage (as root, kernel with BPF):
 - systemwide_nofp: and, once it has grown, unwinds it by CFI (faults inside
   glibc reach the caller).
 - go_names: Debian's prometheus (Go, stripped: no .symtab, no DWARF)
-  scraping itself: its growth sites and every frame of their stacks in the
-  binary are named from Go's own table (.gopclntab), function and
-  file:line, none left as [prometheus+0x...].
+  scraping itself: its growth sites and every frame of their stacks in
+  Go's text are named from Go's own table (.gopclntab), function and
+  file:line, none left as [prometheus+0x...]; its stacks are walked by
+  frame pointers past the faulting frame, and sites named past Go's
+  runtime.
 - tui_switch: the live view in tmux: the growth columns and label, then x
   switches the process to exact tracing (OUTSTANDING, allocator probes)
   and back.
@@ -598,6 +600,17 @@ def test_go_names(ctx):
               re.search(r"\.(go|s):\d+$", r["location"]),
               "site %r at %r is not a named Go function with file:line" %
               (r["function"], r["location"]))
+    # Go's text has no CFI but keeps frame pointers: its stacks are
+    # walked whole (to runtime.goexit), not cut at the faulting frame, and
+    # a site is named past Go's runtime (memclr, mallocgc) by its caller.
+    total = sum(int(r["touched_bytes"]) for r in sites)
+    deep = sum(int(r["touched_bytes"]) for r in sites
+               if len(r["stack"].split(";")) >= 4)
+    check(deep * 2 >= total, "only %d of %d B touched in stacks of 4 frames"
+          " or more" % (deep, total))
+    check(any(not r["function"].startswith("runtime.") for r in top),
+          "every top site is named by Go's runtime: %s" %
+          ", ".join(r["function"] for r in top))
     # No frame in Go's text may be left as [prometheus+0x...] (cgo's C
     # code beside it may: its static functions have no name left).
     lo, hi = go_text_offsets(shutil_which("prometheus"))
