@@ -291,6 +291,78 @@ next:
 }
 
 /*
+ * v, as a value the verifier does not know: a global function's result.
+ * Frame counts leave the open-coded walk below as a different constant
+ * per frame; laundered, the paths after it are checked once, not once per
+ * count (which took the allocator program past the verifier's limit).
+ */
+__noinline __u32 uw_opaque(__u32 v)
+{
+	asm volatile("" : "+r"(v)); /* nor does the compiler */
+	return v;
+}
+
+/*
+ * The frames a walk from a return address can take by rbp, open-coded:
+ * while each return address lies in an object that keeps frame pointers
+ * (or in code without a table), the same step as uw_step's frame-pointer
+ * case, without a callback call and a mapping search per frame (the
+ * mapping of the last frame is checked inline first). Returns true when
+ * the walk ended here; false when the next frame needs its object's table
+ * (uw_step from w->nr on).
+ */
+static __always_inline bool uw_fp_frames(struct uw_walk *w)
+{
+	struct mt_unwind_proc *proc = w->proc;
+	struct mt_unwind_map *m;
+	__u64 pc, ra, bp;
+	__u32 mi, nr;
+
+	for (int i = 0; i < MEMTOP_MAX_FRAMES; i++) {
+		nr = w->nr;
+		if (nr >= w->max) {
+			w->end = UW_END_DEPTH;
+			return true;
+		}
+		pc = w->ip - 1;
+		mi = w->map;
+		m = &proc->m[mi & (MT_UW_MAPS - 1)];
+		if (mi >= MT_UW_MAPS || pc < m->start || pc >= m->end) {
+			mi = uw_map_of(proc, pc, w->map);
+			if (mi >= MT_UW_MAPS) {
+				w->end = UW_END_NOMAP;
+				return true;
+			}
+			m = &proc->m[mi & (MT_UW_MAPS - 1)];
+		}
+		w->map = mi;
+		if (m->table != MT_UW_NO_TABLE && !(m->nrows & MT_UW_FP))
+			return false;
+		bp = w->bp;
+		if (!w->bp_ok || bp < w->sp || uw_read(w, bp + 8, &ra) ||
+		    uw_read(w, bp, &w->bp)) {
+			w->end = UW_END_FP;
+			return true;
+		}
+		if (!ra) {
+			w->end = UW_END_OK;
+			return true;
+		}
+		w->sp = bp + 16;
+		w->ip = ra;
+		w->ips[nr & 127] = ra;
+		w->nr = nr + 1;
+		w->hash = (w->hash ^ ra) * 0xff51afd7ed558ccdULL;
+		w->hash ^= w->hash >> 29;
+		if (walk_stops(&w->stop, ra)) {
+			w->end = UW_END_OK;
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
  * Walk tgid's user stack from (ip, sp, bp), exact when ip is an
  * interrupted pc (a fault, a sample) rather than a return address:
  * appends the callers' return addresses to ips[*nr..max) and folds each
@@ -326,7 +398,17 @@ static __always_inline bool uw_walk(__u32 tgid, __u64 ip, __u64 sp, __u64 bp,
 	w.proc = bpf_map_lookup_elem(&unwind_procs, &tgid);
 	if (!w.proc)
 		return false;
-	bpf_loop(MEMTOP_MAX_FRAMES, uw_step, &w, 0);
+	/* Frame-pointer frames first, the table's rules from the first
+	 * frame that needs them (an interrupted pc: from the start). */
+	if (exact || !uw_fp_frames(&w)) {
+		w.nr = uw_opaque(w.nr);
+		if (w.nr > max)
+			w.nr = max;
+		w.nr0 = w.nr;
+		bpf_loop(MEMTOP_MAX_FRAMES, uw_step, &w, 0);
+	} else {
+		w.nr = uw_opaque(w.nr);
+	}
 	uw_end_count(w.end);
 	*nr = w.nr;
 	*hash = w.hash;

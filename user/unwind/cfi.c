@@ -33,12 +33,18 @@
  * (function alignment) up to the next byte libdw covers. */
 #define GAP_BYTES 64
 
+/* .plt, .plt.got, .plt.sec: stubs that jump, never call. */
+#define PLT_SECS 4
+
 struct unwind_table {
 	struct mt_unwind_row *rows;
 	size_t nrows, cap;
 	uint64_t base;
 	uint64_t covered, code;
-	uint64_t fp; /* bytes where CFA = rbp + 16, rbp saved at CFA - 16 */
+	uint64_t fp;   /* bytes where CFA = rbp + 16, rbp saved at CFA - 16 */
+	uint64_t stub; /* covered bytes in PLT sections */
+	uint64_t plt[PLT_SECS][2]; /* the PLT sections' [start, end) */
+	size_t nplt;
 	size_t bad;
 	uint64_t end; /* where the last rule ended (ELF address) */
 	bool have_end;
@@ -96,6 +102,13 @@ static int add_range(struct unwind_table *t, uint64_t start, uint64_t end,
 	if (r->type == MT_UW_BAD)
 		t->bad++;
 	t->covered += end - start;
+	for (size_t i = 0; i < t->nplt; i++) {
+		uint64_t lo = start > t->plt[i][0] ? start : t->plt[i][0];
+		uint64_t hi = end < t->plt[i][1] ? end : t->plt[i][1];
+
+		if (lo < hi)
+			t->stub += hi - lo;
+	}
 	if (r->type == MT_UW_RBP && r->cfa == 2 && r->rbp == -2)
 		t->fp += end - start;
 	t->end = end;
@@ -282,6 +295,36 @@ static int compile_seg(struct unwind_table *t, Dwarf_CFI *const cfis[2],
 	return err;
 }
 
+/*
+ * The PLT sections' ranges: their stubs jump, so no return address lies
+ * there, and a frame-pointer build's share of rbp frames is its functions'
+ * (a program with many imports has a large PLT).
+ */
+static void find_plt(Elf *elf, struct unwind_table *t)
+{
+	Elf_Scn *scn = NULL;
+	size_t shstrndx;
+
+	if (elf_getshdrstrndx(elf, &shstrndx))
+		return;
+	while ((scn = elf_nextscn(elf, scn)) && t->nplt < PLT_SECS) {
+		GElf_Shdr sh;
+		const char *name;
+
+		if (!gelf_getshdr(scn, &sh) || !(sh.sh_flags & SHF_EXECINSTR) ||
+		    !sh.sh_size)
+			continue;
+		name = elf_strptr(elf, shstrndx, sh.sh_name);
+		if (!name ||
+		    (strcmp(name, ".plt") && strcmp(name, ".plt.got") &&
+		     strcmp(name, ".plt.sec")))
+			continue;
+		t->plt[t->nplt][0] = sh.sh_addr;
+		t->plt[t->nplt][1] = sh.sh_addr + sh.sh_size;
+		t->nplt++;
+	}
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -335,6 +378,7 @@ int unwind_compile_elf(Elf *elf, struct unwind_table **out)
 	}
 	qsort(segs, nseg, sizeof(*segs), cmp_u64);
 	t->base = lo;
+	find_plt(elf, t);
 
 	cfis[0] = dwarf_getcfi_elf(elf);
 	dw = dwarf_begin_elf(elf, DWARF_C_READ, NULL);
@@ -433,6 +477,7 @@ void unwind_table_stats(const struct unwind_table *t,
 	out->code = t->code;
 	out->bad = t->bad;
 	out->fp = t->fp;
+	out->stub = t->stub;
 }
 
 void unwind_table_free(struct unwind_table *t)

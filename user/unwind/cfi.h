@@ -23,6 +23,8 @@ struct unwind_table_stats {
 	uint64_t code;	  /* bytes of executable segments */
 	size_t bad;	  /* rows with a rule the BPF walk cannot evaluate */
 	uint64_t fp;	  /* bytes of code inside a frame-pointer frame */
+	uint64_t stub;	  /* covered bytes of PLT stubs (no return address
+			     lies there) */
 };
 
 /* Compile elf's CFI. -ENOENT when it has no executable segment or no CFI,

@@ -220,6 +220,7 @@ static int load_table(struct unwinder *u, struct obj *ob,
 	const struct mt_unwind_row *rows = unwind_table_rows(t, &n);
 	struct mt_unwind_row *all = NULL;
 	uint32_t nf = 0, fbase = 0, fshift = 0;
+	uint64_t fn;
 	uint64_t bytes =
 		(n + n / FENCE_ROWS + 1) * sizeof(*rows) + MAP_OVERHEAD;
 	uint32_t *keys = NULL, slot, count;
@@ -275,7 +276,9 @@ static int load_table(struct unwinder *u, struct obj *ob,
 	ob->fence_base = fbase;
 	ob->fence_shift = fshift;
 	unwind_table_stats(t, &st);
-	ob->keeps_fp = st.covered && st.fp * 100 >= st.covered * FP_SHARE;
+	/* The share among functions: PLT stubs hold no return address. */
+	fn = st.covered > st.stub ? st.covered - st.stub : 0;
+	ob->keeps_fp = fn && st.fp * 100 >= fn * FP_SHARE;
 	ob->bytes = bytes;
 	ob->state = OBJ_LOADED;
 	u->table_bytes += bytes;
@@ -386,6 +389,7 @@ static int get_obj(struct unwinder *u, int fd, const char *what, int *idx)
 			what, ob.nrows, ms_since(&t0),
 			ob.state == OBJ_NO_CFI ? " (no CFI: frame pointers)"
 			: ob.state == OBJ_OVER ? " (over --max-unwind-mb)"
+			: ob.keeps_fp	       ? " (keeps frame pointers)"
 					       : "");
 	objs = realloc(u->objs, (size_t)(u->nobjs + 1) * sizeof(*objs));
 	if (!objs) {
