@@ -4,8 +4,8 @@
  * memtop.bpf.c after the "inflight" map. mmap, munmap and mremap of
  * anonymous private mappings by traced threads that are not inside an
  * allocator call (the per-thread depth) are accounted per process in
- * "anon_procs": a category of its own, not call sites. Classic raw_syscalls
- * tracepoints. Regions are tracked by start
+ * "anon_procs": a category of its own, not call sites. The three syscalls'
+ * own tracepoints. Regions are tracked by start
  * address; an munmap that does not start at a tracked region (the middle of
  * one, or a region mapped inside malloc) is ignored.
  */
@@ -74,57 +74,58 @@ static __always_inline void anon_region(__u32 tgid, __u64 addr, __u64 len)
 		anon_add(tgid, len, 1);
 }
 
-/* raw_syscalls' stable tracepoint records: no kernel BTF needed. */
-struct tp_sys_enter {
+/*
+ * The syscalls' own tracepoints' records (syscalls/sys_enter_mmap, ...),
+ * not raw_syscalls': those run for every syscall on the machine, the
+ * uretprobe's return trampoline (a syscall on x86 since 6.11) included,
+ * which put two programs and two trace records on every traced malloc.
+ */
+struct tp_anon_enter {
 	__u64 common;
-	__s64 id;
+	__s32 nr;
+	__u32 pad;
 	__u64 args[6];
 };
 
-struct tp_sys_exit {
+struct tp_anon_exit {
 	__u64 common;
-	__s64 id;
+	__s32 nr;
+	__u32 pad;
 	__s64 ret;
 };
 
-NO_PRIVATE_STACK_MAP(nps_anon_enter);
-
-SEC("tracepoint/raw_syscalls/sys_enter")
-int anon_enter(struct tp_sys_enter *ctx)
+/* Syscall id (MT_NR_*) entered with args: remember the call. */
+static __always_inline void anon_call_enter(long id, const __u64 *args)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32, tid = (__u32)pid_tgid;
-	long id = ctx->id;
 	struct anon_call c = {.nr = id};
 	struct mt_inflight *st;
 
-	NO_PRIVATE_STACK(ctx, nps_anon_enter);
-	if (id != MT_NR_MMAP && id != MT_NR_MUNMAP && id != MT_NR_MREMAP)
-		return 0;
 	if (!watched(
 		    tgid)) /* -p targets or everything: not each uprobe's pid */
-		return 0;
+		return;
 	st = thread_get(false);
 	if (st && st->depth > 0)
-		return 0; /* the allocator's own: counted as its blocks */
-	c.a0 = ctx->args[0];
-	c.a1 = ctx->args[1];
-	c.a2 = ctx->args[2];
+		return; /* the allocator's own: counted as its blocks */
+	c.a0 = args[0];
+	c.a1 = args[1];
+	/* Only the arguments the syscall has: a program reading past its
+	 * tracepoint's record is refused at attach. */
+	if (id != MT_NR_MUNMAP)
+		c.a2 = args[2];
 	if (id == MT_NR_MMAP) {
-		__u64 flags = ctx->args[3];
+		__u64 flags = args[3];
 
 		if (!(flags & MT_MAP_ANONYMOUS) ||
 		    (flags & MT_MAP_TYPE) != MT_MAP_PRIVATE)
-			return 0;
+			return;
 	}
 	bpf_map_update_elem(&anon_calls, &tid, &c, BPF_ANY);
-	return 0;
 }
 
-NO_PRIVATE_STACK_MAP(nps_anon_exit);
-
-SEC("tracepoint/raw_syscalls/sys_exit")
-int anon_exit(struct tp_sys_exit *ctx)
+/* Syscall id returned ret: account the remembered call. */
+static __always_inline void anon_call_exit(long nr, long ret)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32, tid = (__u32)pid_tgid;
@@ -132,18 +133,14 @@ int anon_exit(struct tp_sys_exit *ctx)
 	struct anon_call *cp, c;
 	struct mt_region *rp;
 	__u64 len, cut;
-	long nr = ctx->id, ret = ctx->ret;
 
-	NO_PRIVATE_STACK(ctx, nps_anon_exit);
-	if (nr != MT_NR_MMAP && nr != MT_NR_MUNMAP && nr != MT_NR_MREMAP)
-		return 0;
 	cp = bpf_map_lookup_elem(&anon_calls, &tid);
 	if (!cp)
-		return 0;
+		return;
 	c = *cp;
 	bpf_map_delete_elem(&anon_calls, &tid);
 	if (c.nr != nr || (ret < 0 && ret > -4096))
-		return 0;
+		return;
 	switch (c.nr) {
 	case MT_NR_MMAP:
 		anon_region(tgid, (__u64)ret, MT_PAGE_UP(c.a1));
@@ -177,8 +174,31 @@ int anon_exit(struct tp_sys_exit *ctx)
 		anon_region(tgid, (__u64)ret, MT_PAGE_UP(c.a2));
 		break;
 	}
-	return 0;
 }
+
+/* One program per syscall and direction (each its own tail-call map, see
+ * NO_PRIVATE_STACK). */
+#define ANON_PROGS(sys, NR)                                                    \
+	NO_PRIVATE_STACK_MAP(nps_anon_enter_##sys);                            \
+	SEC("tracepoint/syscalls/sys_enter_" #sys)                             \
+	int anon_enter_##sys(struct tp_anon_enter *ctx)                        \
+	{                                                                      \
+		NO_PRIVATE_STACK(ctx, nps_anon_enter_##sys);                   \
+		anon_call_enter(NR, ctx->args);                                \
+		return 0;                                                      \
+	}                                                                      \
+	NO_PRIVATE_STACK_MAP(nps_anon_exit_##sys);                             \
+	SEC("tracepoint/syscalls/sys_exit_" #sys)                              \
+	int anon_exit_##sys(struct tp_anon_exit *ctx)                          \
+	{                                                                      \
+		NO_PRIVATE_STACK(ctx, nps_anon_exit_##sys);                    \
+		anon_call_exit(NR, ctx->ret);                                  \
+		return 0;                                                      \
+	}
+
+ANON_PROGS(mmap, MT_NR_MMAP)
+ANON_PROGS(munmap, MT_NR_MUNMAP)
+ANON_PROGS(mremap, MT_NR_MREMAP)
 
 /*
  * A process gone or exec'd: do its regions need memtop's sweep (see purge

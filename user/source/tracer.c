@@ -317,10 +317,15 @@ int tracer_open(struct tracer **out, const struct tracer_opts *o)
 	t->skel->bss->clock_ns = mono_ns();
 	/* Process events first, so nothing exec'd meanwhile is missed. */
 	{
-		struct bpf_program *tps[] = {
-			t->skel->progs.on_exec, t->skel->progs.on_exit,
-			t->skel->progs.on_fork, t->skel->progs.anon_enter,
-			t->skel->progs.anon_exit};
+		struct bpf_program *tps[] = {t->skel->progs.on_exec,
+					     t->skel->progs.on_exit,
+					     t->skel->progs.on_fork,
+					     t->skel->progs.anon_enter_mmap,
+					     t->skel->progs.anon_exit_mmap,
+					     t->skel->progs.anon_enter_munmap,
+					     t->skel->progs.anon_exit_munmap,
+					     t->skel->progs.anon_enter_mremap,
+					     t->skel->progs.anon_exit_mremap};
 
 		for (size_t i = 0; i < sizeof(tps) / sizeof(tps[0]); i++) {
 			struct bpf_link *l;
