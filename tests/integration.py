@@ -82,7 +82,14 @@ class Child:
                 os.kill(self.p.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            self.p.wait(timeout=5)
+            # A killed memtop exits once the kernel has detached its
+            # probes: a perf-event uprobe each on kernels before 6.6, slow
+            # under an emulator. Cleanup waits, and never raises.
+            try:
+                self.p.wait(timeout=30 * _SCALE)
+            except subprocess.TimeoutExpired:
+                print("    note: pid %d still running %.0f s after SIGKILL" %
+                      (self.p.pid, 30 * _SCALE), flush=True)
 
 
 class Proc(Child):
@@ -859,10 +866,14 @@ def test_redis(ctx):
     ctx.procs.append(r)
     m = ctx.start_memtop([r.pid])
     m.wait_attached()
-    subprocess.run(["redis-benchmark", "-p", str(port), "-q", "-n", "30000",
+    # Fewer requests where everything is slower (an emulator): 30000 took
+    # 5 minutes under qemu's TCG.
+    n = max(3000, int(30000 / _SCALE))
+    subprocess.run(["redis-benchmark", "-p", str(port), "-q", "-n", str(n),
                     "-c", "20", "-t", "set,lpush", "-d", "100", "-r",
                     "100000"], stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, timeout=300, check=True)
+                   stderr=subprocess.DEVNULL, timeout=300 * _SCALE,
+                   check=True)
     time.sleep(SETTLE)
     m.stop()
     rows = read_csv(m.csv_path)
@@ -871,7 +882,7 @@ def test_redis(ctx):
     sites = [x for x in rows if x["scope"] == "site" and x["elapsed_s"] == last]
     check(proc and sites, "no rows for redis-server in the last sample")
     p = proc[0]
-    check(p["allocs"] > 30000, "only %d allocations seen" % p["allocs"])
+    check(p["allocs"] > n, "only %d allocations seen" % p["allocs"])
     check(p["lost_events"] * 100 < p["allocs"],
           "lost %d of %d calls" % (p["lost_events"], p["allocs"]))
     wrappers = [x for x in sites if re.match(r"^z(try)?(malloc|calloc|realloc)",
