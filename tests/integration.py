@@ -1200,8 +1200,10 @@ def print_memtop_tail(m):
         print("  memtop: %s\n  memtop stderr (tail):\n%s" % (m.cmdline, m.tail()),
               flush=True)
         # Which counter a lost event went to: batch output's last lost line.
+        # Not every test's memtop writes batch output to a file.
         try:
-            with open(m.out_path, errors="replace") as f:
+            with open(getattr(m, "out_path", None) or "",
+                      errors="replace") as f:
                 lost = [l.rstrip() for l in f if l.startswith("lost: ")]
         except OSError:
             lost = []
