@@ -734,7 +734,11 @@ static __always_inline bool live_insert(__u32 tgid, __u64 addr, __u64 size,
 	if (fc)
 		__sync_fetch_and_add(fc, 1);
 	err = bpf_map_update_elem(&live, &lk, &lv, BPF_NOEXIST);
-	if (err == -EEXIST) { /* its free was missed */
+	/* Compared as an int: before 6.4 the map operations the verifier
+	 * calls directly returned int, and the upper half of the helper's
+	 * 64-bit result is then not the sign (6.1 gave 0xffffffef): an
+	 * address still live was counted as "live map full" and dropped. */
+	if ((int)err == -EEXIST) { /* its free was missed */
 		release(tgid, addr, false);
 		err = bpf_map_update_elem(&live, &lk, &lv, BPF_NOEXIST);
 	}
