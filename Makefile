@@ -55,7 +55,8 @@ UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 
 WL_CFLAGS  := -g -O0 -fno-omit-frame-pointer -fno-inline -fno-builtin -pthread
-WL_C       := $(wildcard tests/workloads/*.c)
+# lib*.c are the workloads' own shared libraries, not programs.
+WL_C       := $(filter-out tests/workloads/lib%.c,$(wildcard tests/workloads/*.c))
 WL_CXX     := $(wildcard tests/workloads/*.cc)
 WL_BINS    := $(patsubst tests/workloads/%.c,$(BUILD)/tests/workloads/%,$(WL_C)) \
 	      $(patsubst tests/workloads/%.cc,$(BUILD)/tests/workloads/%,$(WL_CXX))
@@ -63,7 +64,7 @@ WL_BINS    := $(patsubst tests/workloads/%.c,$(BUILD)/tests/workloads/%,$(WL_C))
 # pointers (stacks come from the CFI unwinder then); C++ keeps its
 # new/delete pairs, which -O2 may otherwise elide.
 WL_NOFP_CFLAGS := -g -O2 -fomit-frame-pointer -fno-builtin -pthread
-WL_NOFP    := gt_basic gt_cxx gt_stl gt_threads gt_growth
+WL_NOFP    := gt_basic gt_cxx gt_stl gt_threads gt_growth gt_signal gt_plt
 WL_BINS    += $(patsubst %,$(BUILD)/tests/workloads/%_nofp,$(WL_NOFP))
 
 BENCH_SRCS := $(wildcard tools/bench/*.c)
@@ -143,7 +144,8 @@ $(BUILD)/tests/workloads/%: tests/workloads/%.cc | $(BUILD)/tests/workloads
 
 $(BUILD)/tests/workloads/%_nofp: tests/workloads/%.c | $(BUILD)/tests/workloads
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(WL_NOFP_CFLAGS) $(WL_EXTRA_$*) $< -o $@ $(WL_LIBS_$*)
+	$(Q)$(CC) $(WL_NOFP_CFLAGS) $(WL_EXTRA_$*) $< -o $@ \
+		$(or $(WL_NOFP_LIBS_$*),$(WL_LIBS_$*))
 
 $(BUILD)/tests/workloads/%_nofp: tests/workloads/%.cc | $(BUILD)/tests/workloads
 	$(call msg,CXX,$@)
@@ -152,6 +154,24 @@ $(BUILD)/tests/workloads/%_nofp: tests/workloads/%.cc | $(BUILD)/tests/workloads
 # Workloads that need special linking.
 WL_EXTRA_gt_static := -static
 WL_LIBS_gt_jemalloc := -ljemalloc
+
+# gt_plt calls its own shared library through PLT stubs, lazily bound,
+# built as the program is (with frame pointers, or -O2 without).
+WL_LIB_FLAGS := -fPIC -shared -Wl,-z,lazy
+WL_EXTRA_gt_plt := -L$(BUILD)/tests/workloads -Wl,-rpath,'$$ORIGIN' -Wl,-z,lazy
+WL_LIBS_gt_plt := -lgt_plt -ldl
+WL_NOFP_LIBS_gt_plt := -lgt_plt_nofp -ldl
+
+$(BUILD)/tests/workloads/gt_plt: $(BUILD)/tests/workloads/libgt_plt.so
+$(BUILD)/tests/workloads/gt_plt_nofp: $(BUILD)/tests/workloads/libgt_plt_nofp.so
+
+$(BUILD)/tests/workloads/lib%.so: tests/workloads/lib%.c | $(BUILD)/tests/workloads
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(WL_CFLAGS) $(WL_LIB_FLAGS) -Wl,-soname,$(@F) $< -o $@
+
+$(BUILD)/tests/workloads/lib%_nofp.so: tests/workloads/lib%.c | $(BUILD)/tests/workloads
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(WL_NOFP_CFLAGS) $(WL_LIB_FLAGS) -Wl,-soname,$(@F) $< -o $@
 
 # The type reader's benchmark runs memtop's own code.
 $(BUILD)/bench/typereader: tools/bench/typereader.c $(LIB_OBJS) | $(BUILD)/bench

@@ -332,6 +332,10 @@ enum mt_unwind_type {
 	MT_UW_RBP,     /* CFA = rbp + cfa * 8 */
 	MT_UW_PLT,     /* PLT stub: CFA = rsp + 8, + 8 when (rip & 15) >= cfa */
 	MT_UW_BAD,     /* a rule the BPF walk cannot evaluate: the stack ends */
+	/* A signal trampoline (its FDE has the 'S' augmentation): the
+	 * kernel's signal frame is at rsp, the interrupted thread's rsp saved
+	 * at rsp + cfa * 8, its rip right after, its rbp at rsp + rbp * 8. */
+	MT_UW_SIGNAL,
 };
 
 #define MT_UW_RBP_SAME 0      /* rbp: the caller's value is still in rbp */
@@ -341,7 +345,8 @@ struct mt_unwind_row {
 	__u32 pc;
 	__u16 cfa; /* CFA offset from the register, in 8-byte units */
 	__u8 type; /* enum mt_unwind_type */
-	__s8 rbp;  /* caller's rbp saved at CFA + rbp * 8, or SAME / LOST */
+	__s8 rbp;  /* caller's rbp saved at CFA + rbp * 8, or SAME / LOST;
+		    * MT_UW_SIGNAL: at rsp + rbp * 8 */
 };
 
 /*

@@ -10,7 +10,9 @@
  * binary search of its rows finds the rule (CFA from rsp or rbp, where rbp
  * was saved), and the caller's state is read from the stack. Mappings
  * without a table (JIT code, objects without CFI) follow the frame
- * pointer. A row with no rule ends the stack cleanly.
+ * pointer. A row with no rule ends the stack cleanly. A signal
+ * trampoline's row sends the walk on from the interrupted thread's
+ * registers in the kernel's signal frame.
  *
  * Included by memtop.bpf.c after count() and the stack chunk; uw_walk() is
  * the one entry point, for any program that has a user register state.
@@ -198,6 +200,7 @@ static long uw_step(__u32 i, struct uw_walk *w)
 	struct mt_unwind_map *m;
 	struct mt_unwind_row r, *row = &r;
 	__u64 pc = w->exact ? w->ip : w->ip - 1, cfa, ra, bp = w->bp, bits;
+	bool exact = false;
 	__u32 mi;
 
 	/* One frame per step: the index comes from the loop counter, which
@@ -254,6 +257,26 @@ static long uw_step(__u32 i, struct uw_walk *w)
 	case MT_UW_END:
 		w->end = UW_END_OK;
 		return 1;
+	case MT_UW_SIGNAL:
+		/* The kernel's signal frame at sp: the interrupted thread's
+		 * rsp, rip and rbp as it saved them. The rip is an
+		 * interrupted pc, looked up as it is; one in no executable
+		 * mapping (not a signal frame after all) ends the stack
+		 * before it becomes a frame. */
+		cfa = w->sp + row->cfa * 8;
+		if (uw_read(w, cfa, &bits) || uw_read(w, cfa + 8, &ra) ||
+		    uw_read(w, w->sp + row->rbp * 8, &w->bp)) {
+			w->end = UW_END_READ;
+			return 1;
+		}
+		if (uw_map_of(proc, ra, mi) >= MT_UW_MAPS) {
+			w->end = UW_END_NOMAP;
+			return 1;
+		}
+		cfa = bits;
+		w->bp_ok = true;
+		exact = true;
+		goto next;
 	default:
 		w->end = UW_END_BAD;
 		return 1;
@@ -278,7 +301,11 @@ next:
 	}
 	w->sp = cfa;
 	w->ip = ra;
-	w->exact = false;
+	w->exact = exact;
+	/* An interrupted pc is stored one past itself, as a return address
+	 * is the instruction after its call: the symbolizer looks up the
+	 * byte before every frame. */
+	ra += exact;
 	w->ips[nr & 127] = ra;
 	w->nr = nr + 1;
 	w->hash = (w->hash ^ ra) * 0xff51afd7ed558ccdULL;

@@ -394,7 +394,7 @@ def verify(rows, pid, exp, stack_root="main", require_global_last=False,
             if not frames or frames[-1] != fn:
                 errs.append("%s: stack does not end with the function "
                             "(outermost first expected): %r" % (fn, r["stack"]))
-            elif stack_root not in frames[:-1]:
+            elif stack_root is not None and stack_root not in frames[:-1]:
                 errs.append("%s: stack does not contain %r: %r" %
                             (fn, stack_root, r["stack"]))
             if any("(" in f for f in frames):
@@ -777,6 +777,116 @@ def test_depth(ctx):
     check(not errs, "\n    ".join(errs))
 
 
+def stack_tails(rows, pid, exp, want, what):
+    """Exact figures (verify), no [unknown 0x...] frame in any of pid's
+    stacks, and each expected function's stacks from main on matching
+    want[fn]: a list of frame names, None for "any one frame" (the signal
+    trampoline, which has no symbol in a stripped libc). Returns the
+    stacks seen, for the notes."""
+    root = "main" if all(p[0] == "main" for p in want.values()) else None
+    proc, sites = verify(rows, pid, exp, stack_root=root)
+    errs, seen = [], set()
+    for r in sites:
+        frames = r["stack"].split(";") if r["stack"] else []
+        junk = [f for f in frames if f.startswith("[unknown")]
+        if junk:
+            errs.append("%s: junk frame %s in %r" % (r["function"], junk[0],
+                                                      r["stack"]))
+        if r["function"] not in want or not r["outstanding_allocs"]:
+            continue
+        seen.add(r["stack"])
+        tail = frames[frames.index("main"):] if "main" in frames else frames
+        pat = want[r["function"]]
+        if len(tail) != len(pat) or any(
+                p is not None and p != f for p, f in zip(pat, tail)):
+            errs.append("%s (%s): stack %r, want %s" % (
+                r["function"], what, r["stack"],
+                ";".join("*" if p is None else p for p in pat)))
+    check(not errs, "\n    ".join(errs))
+    return sorted(seen)
+
+
+# A handler's stack, as the CFI unwinder walks it: past the trampoline (its
+# frame is the interrupted thread's state the kernel saved) into the
+# interrupted function and main. raise() reaches the handler from libc's
+# kill syscall; the libc frames between raise and the trampoline are
+# glibc's business, so only their ends are pinned.
+SIGNAL_CFI = {
+    "on_alarm": ["main", "spin_for_alarm", None, "on_alarm"],
+}
+
+
+def test_signal(name, fp_walk=False):
+    """Blocks allocated in signal handlers (SIGALRM over a spinning
+    function, raise(SIGUSR2)): exact bytes per handler, and stacks that go
+    on cleanly past the signal frame. The CFI unwinder reads the
+    interrupted registers from the kernel's signal frame (glibc's
+    __restore_rt has a signal-frame FDE): main;spin_for_alarm;<trampoline>;
+    on_alarm. The frame-pointer walk (--max-unwind-mb 0) follows rbp: with
+    frame pointers it goes from the trampoline to the interrupted
+    function's caller (the interrupted pc itself is only in the signal
+    frame, which it does not read): main;<trampoline>;on_alarm; without
+    them it ends at the handler. Never a junk frame."""
+    def t(ctx):
+        extra = ["--max-unwind-mb", "0"] if fp_walk else []
+        res, rows = traced_run(ctx, [name], extra=extra)
+        w, exp = res[0]
+        if not fp_walk:
+            want = dict(SIGNAL_CFI)
+            stacks = stack_tails(rows, w.pid, exp, want, "CFI")
+            # raise: main;raise_usr2;raise;...libc...;<trampoline>;on_usr2
+            _, sites = last_sample(rows, w.pid)
+            for r in sites:
+                if r["function"] != "on_usr2" or not r["outstanding_allocs"]:
+                    continue
+                f = r["stack"].split(";")
+                tail = f[f.index("main"):] if "main" in f else f
+                check(tail[:3] == ["main", "raise_usr2", "raise"] and
+                      len(tail) >= 5 and tail[-1] == "on_usr2",
+                      "on_usr2: stack %r, want main;raise_usr2;raise;...;"
+                      "<trampoline>;on_usr2" % r["stack"])
+                tramp = [x for x in stacks if "on_alarm" in x]
+                check(tramp and tail[-2] == tramp[0].split(";")[-2],
+                      "on_usr2's trampoline frame %r is not on_alarm's %r" %
+                      (tail[-2], tramp))
+                stacks.append(r["stack"])
+        elif name.endswith("_nofp"):
+            want = {"on_alarm": ["on_alarm"], "on_usr2": ["on_usr2"]}
+            stacks = stack_tails(rows, w.pid, exp, want, "frame pointers")
+        else:
+            want = {"on_alarm": ["main", None, "on_alarm"],
+                    "on_usr2": ["main", None, "on_usr2"]}
+            stacks = stack_tails(rows, w.pid, exp, want, "frame pointers")
+        ctx.notes.extend(sorted(set(stacks)))
+    return t
+
+
+PLT_STACKS = {
+    "gt_lib_direct": ["main", "call_direct", "gt_lib_direct"],
+    "gt_lib_indirect": ["main", "call_indirect", "gt_lib_indirect"],
+    "gt_lib_fill": ["main", "call_nested", "gt_lib_nested", "gt_lib_fill"],
+}
+
+
+def test_plt(name, fp_walk=False):
+    """Blocks allocated by the test's own shared library through PLT stubs
+    (lazily bound) at both ends, one function called through a dlsym
+    pointer, one through the library's own PLT: exact bytes per function
+    and every stack through the library and the executable to main (the
+    frame-pointer walk of code built without them ends at the allocating
+    function, cleanly)."""
+    def t(ctx):
+        extra = ["--max-unwind-mb", "0"] if fp_walk else []
+        res, rows = traced_run(ctx, [name], extra=extra)
+        w, exp = res[0]
+        want = PLT_STACKS
+        if fp_walk and name.endswith("_nofp"):
+            want = {fn: [fn] for fn in PLT_STACKS}
+        ctx.notes.extend(stack_tails(rows, w.pid, exp, want,
+                                     "frame pointers" if fp_walk else "CFI"))
+    return t
+
+
 def test_xfree(ctx):
     """Frees on another thread (another CPU) than the malloc, at once."""
     res, rows = traced_run(ctx, ["gt_xfree"])
@@ -1095,6 +1205,16 @@ TESTS = [
     ("basic_nofp", simple_test("gt_basic_nofp")),
     ("threads_nofp", simple_test("gt_threads_nofp", stack_root="worker")),
     ("cxx_nofp", simple_test("gt_cxx_nofp")),
+    # Through a signal frame and through PLT stubs, by CFI and by frame
+    # pointers (--max-unwind-mb 0), built with and without them.
+    ("signal", test_signal("gt_signal")),
+    ("signal_nofp", test_signal("gt_signal_nofp")),
+    ("signal_fp_walk", test_signal("gt_signal", fp_walk=True)),
+    ("signal_nofp_fp_walk", test_signal("gt_signal_nofp", fp_walk=True)),
+    ("plt", test_plt("gt_plt")),
+    ("plt_nofp", test_plt("gt_plt_nofp")),
+    ("plt_fp_walk", test_plt("gt_plt", fp_walk=True)),
+    ("plt_nofp_fp_walk", test_plt("gt_plt_nofp", fp_walk=True)),
     ("stl", test_stl("gt_stl")),
     ("stl_nofp", test_stl("gt_stl_nofp")),
     ("static", simple_test("gt_static",

@@ -195,6 +195,8 @@ static void test_handwritten(void)
 		{"uw_reg_1", MT_UW_RSP, 8, MT_UW_RBP_LOST},
 		{"uw_ra", MT_UW_RSP, 8, MT_UW_RBP_SAME},
 		{"uw_ra_1", MT_UW_BAD, 0, 0},
+		{"uw_sig", MT_UW_SIGNAL, 160, 120},
+		{"uw_sig_bad", MT_UW_BAD, 0, 0},
 	};
 	char path[PATH_MAX + 32];
 	struct obj o;
@@ -389,7 +391,8 @@ static void test_libc(void)
 	struct unwind_table_stats st;
 	struct obj o;
 	uint64_t a;
-	const struct mt_unwind_row *r;
+	const struct mt_unwind_row *r, *rows;
+	size_t n, nsig = 0;
 
 	dl_iterate_phdr(find_libc, path);
 	check(path[0] != 0, "libc found: %s", path);
@@ -404,6 +407,16 @@ static void test_libc(void)
 	      (unsigned long long)st.covered, (unsigned long long)st.code);
 	check(st.nrows > 1000 && st.bad * 100 < st.nrows,
 	      "libc: %zu rows, %zu unsupported", st.nrows, st.bad);
+	/* glibc's signal trampoline (__restore_rt, a local symbol that a
+	 * stripped libc does not name): the kernel's sigcontext layout. */
+	rows = unwind_table_rows(o.t, &n);
+	for (size_t i = 0; i < n; i++)
+		nsig += rows[i].type == MT_UW_SIGNAL && rows[i].cfa == 20 &&
+			rows[i].rbp == 15;
+	check(nsig == 1,
+	      "libc: one signal trampoline, rsp at +160, rbp at "
+	      "+120 (%zu)",
+	      nsig);
 	if (sym_addr(&o, "malloc", &a)) {
 		r = unwind_table_find(o.t, a);
 		check(r && r->type == MT_UW_RSP && r->cfa == 1 &&

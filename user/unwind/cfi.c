@@ -7,7 +7,8 @@
  * code without CFI) the next covered byte is probed for. Each row's rules
  * are reduced to the few shapes the BPF walk evaluates (CFA = rsp or rbp
  * plus a multiple of 8, the PLT stub expression, return address at CFA-8,
- * rbp saved at a CFA offset or kept); anything else becomes MT_UW_BAD, so
+ * rbp saved at a CFA offset or kept, a signal trampoline's registers in
+ * the signal frame); anything else becomes MT_UW_BAD, so
  * a stack through it ends instead of going on with a wrong frame. Equal
  * adjacent rows are merged.
  */
@@ -196,6 +197,51 @@ static void frame_rule(Dwarf_Frame *f, int ra_reg, struct rule *r)
 	/* else: undefined, in another register, an expression: LOST */
 }
 
+/* "Saved at rsp + off" (DW_CFA_expression [breg7 off]): libdw pushes the
+ * CFA first, as DWARF says, so the ops are [call_frame_cfa, breg7 off]. */
+static bool rsp_offset(const Dwarf_Op *ops, size_t nops, int64_t *off)
+{
+	if (nops != 2 || ops[0].atom != DW_OP_call_frame_cfa ||
+	    ops[1].atom != DW_OP_breg7)
+		return false;
+	*off = (int64_t)ops[1].number;
+	return true;
+}
+
+/*
+ * A signal trampoline's frame (glibc's __restore_rt): the kernel's signal
+ * frame is at rsp, and the interrupted thread's registers are in its
+ * ucontext: CFA = *(rsp + N) (the saved rsp), rip at rsp + N + 8 (the
+ * sigcontext keeps rip right after rsp), rbp at rsp + M. Anything else
+ * is MT_UW_BAD.
+ */
+static void signal_rule(Dwarf_Frame *f, int ra_reg, struct rule *r)
+{
+	Dwarf_Op mem[3], *ops;
+	int64_t sp_off, ip_off, bp_off;
+	size_t nops;
+
+	r->type = MT_UW_BAD;
+	r->cfa = 0;
+	r->rbp = MT_UW_RBP_LOST;
+	if (ra_reg != REG_RIP || dwarf_frame_cfa(f, &ops, &nops) || nops != 2 ||
+	    ops[0].atom != DW_OP_breg7 || ops[1].atom != DW_OP_deref)
+		return;
+	sp_off = (int64_t)ops[0].number;
+	if (dwarf_frame_register(f, REG_RIP, mem, &ops, &nops) ||
+	    !rsp_offset(ops, nops, &ip_off) ||
+	    dwarf_frame_register(f, REG_RBP, mem, &ops, &nops) ||
+	    !rsp_offset(ops, nops, &bp_off))
+		return;
+	if (sp_off < 0 || sp_off % 8 || sp_off / 8 > UINT16_MAX ||
+	    ip_off != sp_off + 8 || bp_off < 0 || bp_off % 8 ||
+	    bp_off / 8 > INT8_MAX)
+		return;
+	r->type = MT_UW_SIGNAL;
+	r->cfa = (uint16_t)(sp_off / 8);
+	r->rbp = (int8_t)(bp_off / 8);
+}
+
 /* The frame of addr from the first CFI that covers it. */
 static Dwarf_Frame *frame_at(Dwarf_CFI *const cfis[2], uint64_t addr)
 {
@@ -234,12 +280,13 @@ static int compile_range(struct unwind_table *t, Dwarf_CFI *const cfis[2],
 			addr++;
 			continue;
 		}
-		frame_rule(f, ra, &r);
+		/* A signal trampoline's caller is an interrupted pc, found in
+		 * the signal frame, not in a call frame. */
+		if (signal)
+			signal_rule(f, ra, &r);
+		else
+			frame_rule(f, ra, &r);
 		free(f);
-		/* A signal trampoline's caller is an interrupted pc, not a
-		 * return address: not what the walk assumes. */
-		if (signal && r.type != MT_UW_END)
-			r.type = MT_UW_BAD;
 		if (end > hi)
 			end = hi;
 		err = add_range(t, addr, end, &r);

@@ -123,4 +123,39 @@ uw_ra_1:
 	.cfi_endproc
 	.size uw_ra, .-uw_ra
 
+	/* A signal trampoline as glibc's __restore_rt describes its own:
+	 * a signal-frame FDE, CFA = *(rsp + 160) (the sigcontext's rsp),
+	 * rip at rsp + 168, rbp at rsp + 120. */
+	.globl uw_sig
+	.type uw_sig, @function
+	.p2align 4
+	nop
+uw_sig:
+	.cfi_startproc simple
+	.cfi_signal_frame
+	.cfi_escape 0x0f, 4, 0x77, 0xa0, 0x01, 0x06
+	.cfi_escape 0x10, 0x10, 3, 0x77, 0xa8, 0x01
+	.cfi_escape 0x10, 0x07, 3, 0x77, 0xa0, 0x01
+	.cfi_escape 0x10, 0x06, 3, 0x77, 0xf8, 0x00
+	mov $15, %rax
+	syscall
+	.cfi_endproc
+	.size uw_sig, .-uw_sig
+
+	/* A signal frame whose rip is not next to its rsp: not the kernel's
+	 * layout the walk reads. */
+	.globl uw_sig_bad
+	.type uw_sig_bad, @function
+	.p2align 4
+uw_sig_bad:
+	.cfi_startproc simple
+	.cfi_signal_frame
+	.cfi_escape 0x0f, 4, 0x77, 0xa0, 0x01, 0x06
+	.cfi_escape 0x10, 0x10, 3, 0x77, 0xb0, 0x01
+	.cfi_escape 0x10, 0x06, 3, 0x77, 0xf8, 0x00
+	mov $15, %rax
+	syscall
+	.cfi_endproc
+	.size uw_sig_bad, .-uw_sig_bad
+
 	.section .note.GNU-stack, "", @progbits
