@@ -158,6 +158,42 @@ static void test_dlopen(struct symbolizer *sym)
 	dlclose(h);
 }
 
+static void on_usr2(int sig)
+{
+	(void)sig;
+}
+
+/* A return address into the signal trampoline (a handler's): named as a
+ * signal frame, from its code, in a stripped libc too. */
+static void test_signal_frame(struct symbolizer *sym)
+{
+	struct sigaction sa, old;
+	struct sym_info info;
+	int err;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_usr2;
+	if (sigaction(SIGUSR2, &sa, NULL) || sigaction(SIGUSR2, NULL, &old) ||
+	    !old.sa_restorer) {
+		printf("skip signal frame test: no sa_restorer\n");
+		return;
+	}
+	err = symbolizer_resolve(sym, getpid(),
+				 (uint64_t)(uintptr_t)old.sa_restorer, &info);
+	printf("signal trampoline: -> %s %s+%#" PRIx64 "\n", str(info.func),
+	       str(info.module), info.offset);
+	CHECK(err == 0 && info.func &&
+		      (streq(info.func, "[signal frame]") ||
+		       streq(info.func, "__restore_rt")),
+	      "a return into the signal trampoline is a signal frame");
+	/* The byte after it is no trampoline. */
+	err = symbolizer_resolve(
+		sym, getpid(), (uint64_t)(uintptr_t)old.sa_restorer + 1, &info);
+	CHECK(err == 0 && !streq(info.func, "[signal frame]"),
+	      "an address past the trampoline is not a signal frame");
+	signal(SIGUSR2, SIG_DFL);
+}
+
 static void test_unknown(struct symbolizer *sym)
 {
 	struct sym_info info;
@@ -835,6 +871,7 @@ int main(void)
 	test_own_function(sym);
 	test_libc(sym);
 	test_dlopen(sym);
+	test_signal_frame(sym);
 	test_unknown(sym);
 	test_parse_line();
 	test_jit_name();

@@ -1394,6 +1394,32 @@ static void gcache_insert(struct symbolizer *sym, uint32_t id, uint64_t off,
 }
 
 /* off is addr's offset in m's file. */
+/* What a frame returning into a signal trampoline is called: the handler
+ * was entered by the kernel, and the frame above it is the interrupted
+ * code (gdb says "<signal handler called>"). */
+#define SIGNAL_FRAME "[signal frame]"
+
+/*
+ * Whether the code at file offset off of o is x86-64 Linux's signal
+ * trampoline, mov $15 (rt_sigreturn), %rax; syscall: glibc's __restore_rt,
+ * a local symbol that a stripped libc does not name (libunwind and gdb
+ * know it by these bytes too).
+ */
+static bool sigreturn_at(const struct obj *o, uint64_t off)
+{
+	static const unsigned char code[] = {0x48, 0xc7, 0xc0, 0x0f, 0x00,
+					     0x00, 0x00, 0x0f, 0x05};
+	GElf_Addr bias;
+	Elf *elf = o->mod ? dwfl_module_getelf(o->mod, &bias) : NULL;
+	Elf_Data *d;
+
+	if (!elf || off > INT64_MAX)
+		return false;
+	d = elf_getdata_rawchunk(elf, (int64_t)off, sizeof(code), ELF_T_BYTE);
+	return d && d->d_size == sizeof(code) &&
+	       !memcmp(d->d_buf, code, sizeof(code));
+}
+
 static void resolve_file(struct symbolizer *sym, struct proc *p,
 			 struct mapping *m, uint64_t off, struct sym_info *info)
 {
@@ -1425,6 +1451,11 @@ static void resolve_file(struct symbolizer *sym, struct proc *p,
 			break;
 		}
 	}
+	/* off is the byte before the return address: the trampoline starts
+	 * at the return address itself. */
+	if (!info->func && sigreturn_at(o, off + 1))
+		info->func = strpool_intern(&sym->strs, SIGNAL_FRAME,
+					    sizeof(SIGNAL_FRAME) - 1);
 	info->build_id = o->build_id;
 	gcache_insert(sym, o->id, off, info);
 }
