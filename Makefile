@@ -64,7 +64,8 @@ WL_BINS    := $(patsubst tests/workloads/%.c,$(BUILD)/tests/workloads/%,$(WL_C))
 # pointers (stacks come from the CFI unwinder then); C++ keeps its
 # new/delete pairs, which -O2 may otherwise elide.
 WL_NOFP_CFLAGS := -g -O2 -fomit-frame-pointer -fno-builtin -pthread
-WL_NOFP    := gt_basic gt_cxx gt_stl gt_threads gt_growth gt_signal gt_plt
+WL_NOFP    := gt_basic gt_cxx gt_stl gt_threads gt_growth gt_signal gt_plt \
+	      gt_badfp
 WL_BINS    += $(patsubst %,$(BUILD)/tests/workloads/%_nofp,$(WL_NOFP))
 
 BENCH_SRCS := $(wildcard tools/bench/*.c)

@@ -6,9 +6,10 @@
  * into "unwind_tables" (one array map per object) and each traced
  * process's executable mappings into "unwind_procs". Per frame: a binary
  * search of the process's mappings finds the object (an address in no
- * executable mapping ends the stack, so no junk word becomes a frame), a
- * binary search of its rows finds the rule (CFA from rsp or rbp, where rbp
- * was saved), and the caller's state is read from the stack. Mappings
+ * executable mapping ends the stack before it is stored, so no junk word
+ * becomes a frame), a binary search of its rows finds the rule (CFA from
+ * rsp or rbp, where rbp was saved), and the caller's state is read from
+ * the stack. Mappings
  * without a table (JIT code, objects without CFI) follow the frame
  * pointer. A row with no rule ends the stack cleanly. A signal
  * trampoline's row sends the walk on from the interrupted thread's
@@ -72,7 +73,7 @@ struct uw_walk {
 	struct stack_chunk *chunk; /* the stack from chunk_sp on, or NULL */
 	__u64 chunk_sp;
 	__u64 *ips;
-	__u32 nr0; /* frames before the walk: frame i goes to ips[nr0 + i] */
+	__u32 nr0; /* frames before the walk: step i's goes to ips[nr0 + i] */
 	__u32 nr, max;
 	__u32 end;
 	__u32 map; /* the mapping of the last frame, MT_UW_MAPS: none yet */
@@ -80,6 +81,15 @@ struct uw_walk {
 	bool exact; /* ip is the interrupted pc, not a return address */
 	bool bp_ok; /* bp holds the caller's rbp value */
 };
+
+/* Frame at of the stack: ip, folded into the hash. */
+static __always_inline void uw_store(struct uw_walk *w, __u32 at, __u64 ip)
+{
+	w->ips[at & 127] = ip;
+	w->nr = at + 1;
+	w->hash = (w->hash ^ ip) * 0xff51afd7ed558ccdULL;
+	w->hash ^= w->hash >> 29;
+}
 
 static __always_inline void uw_end_count(__u32 why)
 {
@@ -205,12 +215,15 @@ static long uw_step(__u32 i, struct uw_walk *w)
 
 	/* One frame per step: the index comes from the loop counter, which
 	 * the verifier does not track as a constant, so it checks this
-	 * callback once instead of once per frame. */
-	__u32 nr = w->nr0 + i;
+	 * callback once instead of once per frame. The frame the last step
+	 * found (at - 1) is stored here, once its mapping is found: a word
+	 * that is no code address (a wrong frame pointer, a stack slot that
+	 * held something else) ends the stack without becoming a frame. */
+	__u32 at = w->nr0 + i;
 
 	if (!proc)
 		return 1;
-	if (nr >= w->max) {
+	if (i && at - 1 >= w->max) {
 		w->end = UW_END_DEPTH;
 		return 1;
 	}
@@ -219,6 +232,8 @@ static long uw_step(__u32 i, struct uw_walk *w)
 		w->end = UW_END_NOMAP;
 		return 1;
 	}
+	if (i)
+		uw_store(w, at - 1, w->ip + w->exact);
 	w->map = mi;
 	m = &proc->m[mi & (MT_UW_MAPS - 1)];
 
@@ -260,17 +275,11 @@ static long uw_step(__u32 i, struct uw_walk *w)
 	case MT_UW_SIGNAL:
 		/* The kernel's signal frame at sp: the interrupted thread's
 		 * rsp, rip and rbp as it saved them. The rip is an
-		 * interrupted pc, looked up as it is; one in no executable
-		 * mapping (not a signal frame after all) ends the stack
-		 * before it becomes a frame. */
+		 * interrupted pc, looked up as it is. */
 		cfa = w->sp + row->cfa * 8;
 		if (uw_read(w, cfa, &bits) || uw_read(w, cfa + 8, &ra) ||
 		    uw_read(w, w->sp + row->rbp * 8, &w->bp)) {
 			w->end = UW_END_READ;
-			return 1;
-		}
-		if (uw_map_of(proc, ra, mi) >= MT_UW_MAPS) {
-			w->end = UW_END_NOMAP;
 			return 1;
 		}
 		cfa = bits;
@@ -301,16 +310,14 @@ next:
 	}
 	w->sp = cfa;
 	w->ip = ra;
-	w->exact = exact;
 	/* An interrupted pc is stored one past itself, as a return address
 	 * is the instruction after its call: the symbolizer looks up the
 	 * byte before every frame. */
-	ra += exact;
-	w->ips[nr & 127] = ra;
-	w->nr = nr + 1;
-	w->hash = (w->hash ^ ra) * 0xff51afd7ed558ccdULL;
-	w->hash ^= w->hash >> 29;
-	if (walk_stops(&w->stop, ra)) {
+	w->exact = exact;
+	if (walk_stops(&w->stop, ra + exact)) {
+		/* The interpreter's loop (code) takes over from here. */
+		if (at < w->max)
+			uw_store(w, at, ra + exact);
 		w->end = UW_END_OK;
 		return 1;
 	}
@@ -345,9 +352,11 @@ static __always_inline bool uw_fp_frames(struct uw_walk *w)
 	__u64 pc, ra, bp;
 	__u32 mi, nr;
 
+	/* As in uw_step, the return address the last frame found (from the
+	 * second frame on) is stored once its mapping is found. */
 	for (int i = 0; i < MEMTOP_MAX_FRAMES; i++) {
 		nr = w->nr;
-		if (nr >= w->max) {
+		if (i && nr >= w->max) {
 			w->end = UW_END_DEPTH;
 			return true;
 		}
@@ -362,6 +371,8 @@ static __always_inline bool uw_fp_frames(struct uw_walk *w)
 			}
 			m = &proc->m[mi & (MT_UW_MAPS - 1)];
 		}
+		if (i)
+			uw_store(w, nr, w->ip);
 		w->map = mi;
 		if (m->table != MT_UW_NO_TABLE && !(m->nrows & MT_UW_FP))
 			return false;
@@ -377,16 +388,15 @@ static __always_inline bool uw_fp_frames(struct uw_walk *w)
 		}
 		w->sp = bp + 16;
 		w->ip = ra;
-		w->ips[nr & 127] = ra;
-		w->nr = nr + 1;
-		w->hash = (w->hash ^ ra) * 0xff51afd7ed558ccdULL;
-		w->hash ^= w->hash >> 29;
 		if (walk_stops(&w->stop, ra)) {
+			if (w->nr < w->max)
+				uw_store(w, w->nr, ra);
 			w->end = UW_END_OK;
 			return true;
 		}
 	}
-	return false;
+	w->end = UW_END_DEPTH; /* frames enough: ra is not stored */
+	return true;
 }
 
 /*
@@ -426,13 +436,14 @@ static __always_inline bool uw_walk(__u32 tgid, __u64 ip, __u64 sp, __u64 bp,
 	if (!w.proc)
 		return false;
 	/* Frame-pointer frames first, the table's rules from the first
-	 * frame that needs them (an interrupted pc: from the start). */
+	 * frame that needs them (an interrupted pc: from the start). One
+	 * step more than frames: the last one stores the frame before. */
 	if (exact || !uw_fp_frames(&w)) {
 		w.nr = uw_opaque(w.nr);
 		if (w.nr > max)
 			w.nr = max;
 		w.nr0 = w.nr;
-		bpf_loop(MEMTOP_MAX_FRAMES, uw_step, &w, 0);
+		bpf_loop(MEMTOP_MAX_FRAMES + 1, uw_step, &w, 0);
 	} else {
 		w.nr = uw_opaque(w.nr);
 	}
