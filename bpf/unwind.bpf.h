@@ -82,6 +82,17 @@ struct uw_walk {
 	bool bp_ok; /* bp holds the caller's rbp value */
 };
 
+/*
+ * Whether a return address that lies in no mapping the walk knows is
+ * still kept as the last frame: code mapped since the list was written
+ * (a JIT's new code, named by its perf map) is, a word that cannot be a
+ * user code address (ASCII digits, a small count) is not.
+ */
+static __always_inline bool uw_plausible(__u64 ra)
+{
+	return ra >= 0x10000 && ra < 0x800000000000ULL;
+}
+
 /* Frame at of the stack: ip, folded into the hash. */
 static __always_inline void uw_store(struct uw_walk *w, __u32 at, __u64 ip)
 {
@@ -218,7 +229,9 @@ static long uw_step(__u32 i, struct uw_walk *w)
 	 * callback once instead of once per frame. The frame the last step
 	 * found (at - 1) is stored here, once its mapping is found: a word
 	 * that is no code address (a wrong frame pointer, a stack slot that
-	 * held something else) ends the stack without becoming a frame. */
+	 * held something else) ends the stack without becoming a frame; one
+	 * in no known mapping that could be new code (uw_plausible) is the
+	 * last frame. */
 	__u32 at = w->nr0 + i;
 
 	if (!proc)
@@ -229,6 +242,8 @@ static long uw_step(__u32 i, struct uw_walk *w)
 	}
 	mi = uw_map_of(proc, pc, w->map);
 	if (mi >= MT_UW_MAPS) {
+		if (i && uw_plausible(w->ip))
+			uw_store(w, at - 1, w->ip + w->exact);
 		w->end = UW_END_NOMAP;
 		return 1;
 	}
@@ -353,7 +368,8 @@ static __always_inline bool uw_fp_frames(struct uw_walk *w)
 	__u32 mi, nr;
 
 	/* As in uw_step, the return address the last frame found (from the
-	 * second frame on) is stored once its mapping is found. */
+	 * second frame on) is stored once its mapping is found, or when it
+	 * could be code mapped since (uw_plausible). */
 	for (int i = 0; i < MEMTOP_MAX_FRAMES; i++) {
 		nr = w->nr;
 		if (i && nr >= w->max) {
@@ -366,6 +382,8 @@ static __always_inline bool uw_fp_frames(struct uw_walk *w)
 		if (mi >= MT_UW_MAPS || pc < m->start || pc >= m->end) {
 			mi = uw_map_of(proc, pc, w->map);
 			if (mi >= MT_UW_MAPS) {
+				if (i && uw_plausible(w->ip))
+					uw_store(w, nr, w->ip);
 				w->end = UW_END_NOMAP;
 				return true;
 			}
