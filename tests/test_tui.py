@@ -192,8 +192,13 @@ class Workload:
 class Tmux:
     """A detached session on a private server, running a plain sh."""
 
+    made = 0
+
     def __init__(self, tmpdir, width=120, height=40):
-        self.sock = "memtop-test-%d" % os.getpid()
+        # A socket of its own: the previous test's server may still be
+        # exiting on a shared one ("server exited unexpectedly").
+        Tmux.made += 1
+        self.sock = "memtop-test-%d-%d" % (os.getpid(), Tmux.made)
         self.tmp = tmpdir
         self.target = "tui"
         env = "env PS1='$ ' ENV= HISTFILE=/dev/null TERM=tmux-256color sh"
