@@ -465,6 +465,31 @@ static void note_go(struct tracer *t, pid_t pid)
 		pid);
 }
 
+/* A named Go program's figures say its heap is not seen (t->lock). */
+void discover_note_go(struct tracer *t, struct raw_sample *raw)
+{
+	if (t->opts.growth)
+		return;
+	for (size_t i = 0; i < t->ngo_pids; i++) {
+		struct raw_proc *p = sample_find_proc(raw, t->go_pids[i]);
+
+		if (!p)
+			p = sample_add_proc(raw, t->go_pids[i]);
+		if (p && !p->not_seen[0])
+			snprintf(p->not_seen, sizeof(p->not_seen), "%s",
+				 "the Go runtime's heap (not made with malloc: "
+				 "--growth sees it)");
+	}
+}
+
+/* tgid is gone: no note for it any more (t->lock). */
+void discover_forget_go(struct tracer *t, uint32_t tgid)
+{
+	for (size_t i = 0; i < t->ngo_pids; i++)
+		if (t->go_pids[i] == tgid)
+			t->go_pids[i--] = t->go_pids[--t->ngo_pids];
+}
+
 /* Probe what one explicitly named process needs; its errors are fatal. */
 int discover_target(struct tracer *t, pid_t pid)
 {

@@ -396,6 +396,9 @@ void tracer_forget_many(struct tracer *t, const uint32_t *tgids, size_t n)
 			if (t->retired[i].tgid == tgid)
 				t->retired[i--] = t->retired[--t->nretired];
 		pyprobes_forget(t, tgid);
+		pthread_mutex_lock(&t->lock);
+		discover_forget_go(t, tgid);
+		pthread_mutex_unlock(&t->lock);
 		bpf_map_delete_elem(bpf_map__fd(t->skel->maps.anon_procs),
 				    &tgid);
 	}

@@ -222,8 +222,7 @@ static void add_note(char *buf, size_t len, const char *what)
 
 /*
  * Say, with each CPython process's figures, what memtop cannot see there:
- * frames it cannot read, calls its probes cannot reach; and with a Go
- * program's, that its heap is not seen at all.
+ * frames it cannot read, calls its probes cannot reach.
  */
 void pyprobes_note(struct tracer *t, struct raw_sample *raw)
 {
@@ -254,16 +253,6 @@ void pyprobes_note(struct tracer *t, struct raw_sample *raw)
 			add_note(p->not_seen, sizeof(p->not_seen),
 				 "Python allocations since its allocator "
 				 "tables changed (they could not be followed)");
-	}
-	for (size_t i = 0; i < t->ngo_pids; i++) {
-		struct raw_proc *p = sample_find_proc(raw, t->go_pids[i]);
-
-		if (!p)
-			p = sample_add_proc(raw, t->go_pids[i]);
-		if (p && !t->opts.growth)
-			add_note(p->not_seen, sizeof(p->not_seen),
-				 "the Go runtime's heap (not made with malloc: "
-				 "--growth sees it)");
 	}
 	pthread_mutex_unlock(&t->lock);
 }
@@ -346,9 +335,6 @@ void pyprobes_forget(struct tracer *t, uint32_t tgid)
 	for (size_t i = 0; i < t->npy_pids; i++)
 		if (t->py_pids[i] == tgid)
 			t->py_pids[i--] = t->py_pids[--t->npy_pids];
-	for (size_t i = 0; i < t->ngo_pids; i++)
-		if (t->go_pids[i] == tgid)
-			t->go_pids[i--] = t->go_pids[--t->ngo_pids];
 	pthread_mutex_unlock(&t->lock);
 	python_forget((pid_t)tgid);
 }

@@ -373,6 +373,9 @@ int tracer_read(struct tracer *t, struct raw_sample *raw)
 	}
 	pyprobes_note(t, raw);
 	pthread_mutex_lock(&t->lock);
+	discover_note_go(t, raw);
+	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_lock(&t->lock);
 	for (size_t i = 0; i < raw->nprocs; i++) {
 		struct raw_proc *p = &raw->procs[i];
 		struct comm_entry *c = &t->comms[p->tgid % NCOMMS];

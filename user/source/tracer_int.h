@@ -130,6 +130,8 @@ int discover_pid(struct tracer *t, pid_t pid);
 int discover_libs(struct tracer *t, pid_t pid);
 /* A -p target: discover_pid and discover_libs, errors said and fatal. */
 int discover_target(struct tracer *t, pid_t pid);
+void discover_note_go(struct tracer *t, struct raw_sample *raw);
+void discover_forget_go(struct tracer *t, uint32_t tgid);
 /* Every process (system-wide). */
 int discover_system(struct tracer *t);
 /* Load pid's mappings' unwind tables (when there is an unwinder). */
