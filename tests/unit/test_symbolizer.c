@@ -819,29 +819,28 @@ static void test_exe_alias(struct symbolizer *sym)
 		execl(link, link, "30", (char *)NULL);
 		_exit(127);
 	}
-	snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)child);
-	for (int i = 0; i < 200; i++) { /* until it has exec'd */
-		ssize_t n = readlink(exe, path, sizeof(path) - 1);
-
-		if (n > 0 && (path[n] = '\0', streq(path, real)))
-			break;
-		usleep(10000);
-	}
+	/* /proc/PID/exe names the new file before exec has mapped its
+	 * segments, so wait for the text mapping itself. */
 	snprintf(exe, sizeof(exe), "/proc/%d/maps", (int)child);
-	f = fopen(exe, "r");
-	while (f && !lo && fgets(line, sizeof(line), f)) {
-		uint64_t a, b;
-		char perms[5];
+	for (int i = 0; i < 500 && !lo; i++) {
+		f = fopen(exe, "r");
+		while (f && !lo && fgets(line, sizeof(line), f)) {
+			uint64_t a, b;
+			char perms[5];
 
-		path[0] = '\0';
-		if (sscanf(line,
-			   "%" SCNx64 "-%" SCNx64 " %4s %*s %*s %*s %4095s", &a,
-			   &b, perms, path) == 4 &&
-		    perms[2] == 'x' && streq(path, real))
-			lo = a;
+			path[0] = '\0';
+			if (sscanf(line,
+				   "%" SCNx64 "-%" SCNx64
+				   " %4s %*s %*s %*s %4095s",
+				   &a, &b, perms, path) == 4 &&
+			    perms[2] == 'x' && streq(path, real))
+				lo = a;
+		}
+		if (f)
+			fclose(f);
+		if (!lo)
+			usleep(10000);
 	}
-	if (f)
-		fclose(f);
 	CHECK(lo != 0, "the child's text mapping of %s", real);
 	if (lo) {
 		err = symbolizer_resolve(sym, child, lo + 0x11, &info);
