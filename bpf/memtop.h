@@ -390,7 +390,8 @@ struct mt_unwind_map {
 	__u32 fence_base;  /* table pc of fence 0 */
 	__u32 fence_nr;	   /* fences after the rows; 0: none */
 	__u32 fence_shift; /* a fence's share of the pcs, log2 */
-	__u32 pad;
+	__u32 gen; /* the table's load, unique while memtop runs: a slot is
+		      reused by other objects, a generation is not */
 };
 
 struct mt_unwind_proc {

@@ -56,6 +56,7 @@ struct obj {
 	uint64_t base; /* table base (unwind_table_base) */
 	enum obj_state state;
 	uint32_t slot;
+	uint32_t gen; /* which load of a table: BPF caches rows by it */
 	uint32_t nrows;
 	uint32_t fence_base, fence_nr, fence_shift; /* struct mt_unwind_fence */
 	bool keeps_fp; /* MT_UW_FP: most of its code inside rbp frames */
@@ -89,6 +90,7 @@ struct unwinder {
 	unsigned char used[UW_TABLES];
 	uint64_t table_bytes;
 	uint64_t tick;
+	uint32_t loads; /* tables loaded so far: the next one's generation */
 	double compile_ms;
 };
 
@@ -271,6 +273,7 @@ static int load_table(struct unwinder *u, struct obj *ob,
 	}
 	u->used[slot] = 1;
 	ob->slot = slot;
+	ob->gen = ++u->loads;
 	ob->nrows = (uint32_t)n;
 	ob->fence_nr = nf;
 	ob->fence_base = fbase;
@@ -532,6 +535,7 @@ int unwinder_sync(struct unwinder *u, pid_t pid)
 			}
 			if (ob->state == OBJ_LOADED) {
 				mm->table = ob->slot;
+				mm->gen = ob->gen;
 				mm->nrows = ob->nrows |
 					    (ob->keeps_fp ? MT_UW_FP : 0);
 				mm->fence_base = ob->fence_base;
