@@ -175,7 +175,7 @@ int growth_charge(struct bpf_perf_event_data *ctx)
 		chunk = NULL;
 	sk.stack_id = slot >= 0 ? capture_stack(&ctx->regs, tgid,
 						PT_REGS_IP(&ctx->regs), chunk,
-						true, (__u32)slot)
+						true, (__u32)slot, NULL)
 				: 0;
 	scratch_release(slot);
 	ss = stats_get(&sites, &sk, MT_CNT_SITE_FULL, clock_ns);

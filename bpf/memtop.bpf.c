@@ -424,7 +424,8 @@ struct {
  */
 static __always_inline __u64 capture_stack(void *ctx, __u32 tgid, __u64 ret,
 					   struct stack_chunk *chunk,
-					   bool at_fault, __u32 slot)
+					   bool at_fault, __u32 slot,
+					   __u32 *py_gil)
 {
 	struct pt_regs *regs = ctx;
 	struct mt_site_key key = {.tgid = tgid};
@@ -456,9 +457,12 @@ static __always_inline __u64 capture_stack(void *ctx, __u32 tgid, __u64 ret,
 	h = (h ^ ret) * 0xff51afd7ed558ccdULL;
 	/* python.bpf.h: with Python frames the walk ends in the eval loop. */
 	py_h = py_walk(tgid, slot);
-	if (py_h)
+	if (py_h) {
 		py_eval_range(tgid, &stop);
-	if (walk_stops(&stop, ret))
+		if (py_gil)
+			*py_gil = 1;
+	}
+	if (walk_stops(&stop, ret) || (py_h && !python_native))
 		goto walked;
 	/* Processes with unwind tables loaded: CFI, frame pointers where an
 	 * object has none; at the probe (a function entry) the caller's
@@ -496,11 +500,8 @@ walked:
 	st->nr = nr > MEMTOP_MAX_FRAMES ? MEMTOP_MAX_FRAMES : nr;
 	st->pad = 0;
 	h = mix64(h);
-	if (py_h) { /* the interpreter's frames count too */
+	if (py_h) /* the interpreter's frames count too */
 		h = mix64(h ^ py_h);
-		h = h ? h : 1;
-		py_store(tgid, h, slot);
-	}
 	h = h ? h : 1;
 	key.stack_id = h;
 	sc = bpf_map_lookup_elem(&scache, &slot);
@@ -510,6 +511,9 @@ walked:
 		    clock_ns - ce->ts < 1000000000ULL)
 			return h;
 	}
+	/* A stack the cache knows had its Python frames stored with it. */
+	if (py_h)
+		py_store(tgid, h, slot);
 	if (st->nr <= MEMTOP_SHORT_FRAMES) {
 		if (!bpf_map_lookup_elem(&stacks_short, &key) &&
 		    bpf_map_update_elem(&stacks_short, &key, st, BPF_NOEXIST) &&
@@ -839,6 +843,7 @@ static __always_inline int enter(struct pt_regs *ctx, __u32 kind, __u64 a0,
 	st->depth = 1;
 	st->sp0 = sp;
 	st->last_freed = 0;
+	st->py_gil = 0;
 	/* An unsampled call still counts in the depth, so that what it calls
 	 * is not taken for an outermost call. So does one too small for
 	 * --min-size whose size is known now (not realloc: its old block
@@ -868,7 +873,7 @@ static __always_inline int enter(struct pt_regs *ctx, __u32 kind, __u64 a0,
 	st->arg1 = a1;
 	if (slot >= 0) {
 		st->stack_id = capture_stack(ctx, tgid, st->ret0, chunk, false,
-					     (__u32)slot);
+					     (__u32)slot, &st->py_gil);
 		scratch_release(slot);
 	} else {
 		st->stack_id = 0;

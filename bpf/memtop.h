@@ -207,6 +207,9 @@ struct mt_inflight {
 			     counted twice */
 	__u32 depth;
 	__u32 kind;
+	__u32 py_gil; /* the outermost call's Python frames were walked: this
+			 thread holds the GIL */
+	__u32 pad;
 };
 
 /* ---- Python and anonymous mmap (bpf/python.bpf.h, user/python/) ---- */

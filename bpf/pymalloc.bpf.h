@@ -30,7 +30,7 @@ struct {
  * prediction is trusted (record it, skip the return), without it when it
  * is to be checked at the return. A global function: verified once.
  */
-__noinline __u64 pm_predict(__u32 tgid, __u64 n)
+__noinline __u64 pm_predict(__u32 tgid, __u64 n, __u32 gil)
 {
 	struct bpf_pidns_info ns = {};
 	struct mt_pymalloc *pm;
@@ -40,16 +40,21 @@ __noinline __u64 pm_predict(__u32 tgid, __u64 n)
 	if (n - 1 >= 512)
 		return 0;
 	pm = bpf_map_lookup_elem(&py_pymalloc, &tgid);
-	pp = bpf_map_lookup_elem(&py_procs, &tgid);
-	if (!pm || !pp || !pm->usedpools || pm->wrong)
+	if (!pm || !pm->usedpools || pm->wrong)
 		return 0;
-	/* Only the main interpreter's GIL holder allocates from this state. */
-	ts = py_read(pp->tstate_ptr);
-	if (!ts || bpf_get_ns_current_pid_tgid(pp->ns_dev, pp->ns_ino, &ns,
-					       sizeof(ns)))
-		return 0;
-	if ((__u32)py_read(ts + pp->ts_native_tid) != ns.pid)
-		return 0;
+	/* Only the main interpreter's GIL holder allocates from this state.
+	 * gil: the entry's frame walk found this thread holding it. */
+	if (!gil) {
+		pp = bpf_map_lookup_elem(&py_procs, &tgid);
+		if (!pp)
+			return 0;
+		ts = py_read(pp->tstate_ptr);
+		if (!ts || bpf_get_ns_current_pid_tgid(pp->ns_dev, pp->ns_ino,
+						       &ns, sizeof(ns)))
+			return 0;
+		if ((__u32)py_read(ts + pp->ts_native_tid) != ns.pid)
+			return 0;
+	}
 	pool = py_read(pm->usedpools + ((n - 1) >> 4) * 16);
 	if (!pool || py_read(pool + 16) == pool)
 		return 0; /* no pool in use: a new pool is taken */
@@ -115,7 +120,7 @@ __noinline int pm_enter(struct pt_regs *ctx)
 	st = thread_get(false);
 	if (!st || st->depth != 1)
 		return 0; /* nested: the return keeps the depth */
-	p = pm_predict(tgid, a0);
+	p = pm_predict(tgid, a0, st->py_gil);
 	if (!p)
 		return 0;
 	if (p & 1) {

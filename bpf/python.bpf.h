@@ -22,6 +22,12 @@
 
 /* --python auto|on found a supported interpreter somewhere. */
 const volatile bool python_frames = false;
+/* --python-native: walk the C frames between the allocator and the
+ * innermost Python frame too. Off, a stack with Python frames keeps only
+ * the allocator's caller below them, as tracemalloc and memray (without
+ * --native) keep none: the walk to the eval loop was most of the cost of
+ * a pymalloc call. */
+const volatile bool python_native = false;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -37,6 +37,7 @@ enum {
 	OPT_SHOW_ALLOCATOR,
 	OPT_BENCH_EMPTY,
 	OPT_PYTHON,
+	OPT_PYTHON_NATIVE,
 	OPT_PPROF,
 	OPT_LISTEN,
 	OPT_METRICS_SITES,
@@ -76,6 +77,7 @@ static const struct option long_opts[] = {
 	{"show-allocator", no_argument, NULL, OPT_SHOW_ALLOCATOR},
 	{"bench-empty-probes", no_argument, NULL, OPT_BENCH_EMPTY},
 	{"python", required_argument, NULL, OPT_PYTHON},
+	{"python-native", no_argument, NULL, OPT_PYTHON_NATIVE},
 	{"pprof", required_argument, NULL, OPT_PPROF},
 	{"listen", required_argument, NULL, OPT_LISTEN},
 	{"metrics-sites", required_argument, NULL, OPT_METRICS_SITES},
@@ -184,6 +186,10 @@ void config_usage(FILE *f)
 		"frames;\n"
 		"                          on: a -p target must be CPython; "
 		"off: native only\n"
+		"      --python-native     CPython: also the C frames between "
+		"the allocator's\n"
+		"                          caller and the Python frames "
+		"(slower)\n"
 		"      --types             CPython: name the live objects "
 		"allocated since attach\n"
 		"                          by type (objects, bytes, growth; "
@@ -489,6 +495,9 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err,
 					    "invalid --python '%s': expected "
 					    "auto, on or off",
 					    optarg);
+			break;
+		case OPT_PYTHON_NATIVE:
+			cfg->python_native = true;
 			break;
 		case OPT_GROWTH:
 			cfg->growth = true;

@@ -53,6 +53,7 @@ struct config {
 	unsigned sample_every; /* --sample N */
 	double reclaim_s; /* --reclaim-after: idle empty stacks are dropped */
 	bool show_allocator; /* --show-allocator */
+	bool python_native;  /* --python-native */
 	bool entry_probes;   /* --entry-probes: probe at function entry only */
 	bool bench_empty;    /* --bench-empty-probes: benchmarks' floor */
 	enum python_mode python; /* --python auto|on|off */

@@ -185,6 +185,7 @@ int source_open(struct source **out, const struct config *cfg,
 	topts.verbose = cfg->verbose;
 	topts.entry_probes = cfg->entry_probes;
 	topts.show_allocator = cfg->show_allocator;
+	topts.python_native = cfg->python_native;
 	topts.empty = cfg->bench_empty;
 	/* Growth mode probes nothing per process: -p is a filter too. */
 	topts.filter = child || cfg->follow || (cfg->growth && cfg->npids);

@@ -36,7 +36,7 @@ _Static_assert(sizeof(struct mt_live) == 24, "mt_live ABI");
 _Static_assert(sizeof(struct mt_region) == 16, "mt_region ABI");
 _Static_assert(sizeof(struct mt_forget_buf) == 8 + 16 * MT_FORGET_MAX,
 	       "mt_forget_buf ABI");
-_Static_assert(sizeof(struct mt_inflight) == 56, "mt_inflight ABI");
+_Static_assert(sizeof(struct mt_inflight) == 64, "mt_inflight ABI");
 _Static_assert(sizeof(struct mt_site_rec) == 80, "mt_site_rec ABI");
 _Static_assert(sizeof(struct mt_event) == 24, "mt_event ABI");
 _Static_assert(sizeof(struct mt_py_proc) == 88, "mt_py_proc ABI");
@@ -165,6 +165,7 @@ static int load_bpf(struct tracer *t, const struct tracer_opts *o,
 	t->skel->rodata->self_tgid = getpid();
 	t->skel->rodata->empty_programs = o->empty;
 	t->skel->rodata->show_allocator = o->show_allocator;
+	t->skel->rodata->python_native = o->python_native;
 	t->skel->rodata->nr_cpus = (__u32)(t->ncpus > 0 ? t->ncpus : 1);
 	{
 		/* 1024 hint buckets a CPU (bpf/pending.bpf.h: pend_hints): a

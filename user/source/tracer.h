@@ -26,6 +26,7 @@ struct tracer_opts {
 	unsigned long max_stacks;
 	bool verbose;
 	bool show_allocator; /* the allocator's frame tops each stack */
+	bool python_native;  /* C frames below Python frames walked too */
 	bool entry_probes;   /* no probe placement past the first instruction */
 	bool empty;	     /* benchmarks: programs that return at once */
 	/*
