@@ -284,8 +284,60 @@ def run_one(t, tmp):
         if frames[0] != "<module>" or startup & set(inner):
             errs.append("the Python frames are not spliced in where the eval "
                         "loop ran: %r" % top["stack"])
+        # Without --python-native, below the Python frames is the one C
+        # function that called the allocator.
+        if len(inner) != 1:
+            errs.append("%d C frames below Connection.__init__ without "
+                        "--python-native (expected 1): %r" %
+                        (len(inner), top["stack"]))
         if errs:
             raise TestFailure("; ".join(errs))
+    finally:
+        if memtop and memtop.poll() is None:
+            memtop.kill()
+        srv.stop()
+
+
+def run_native(t, tmp):
+    """--python-native: the leaking line's stack also holds the C frames
+    between the allocator's caller and the eval loop (bytearray's
+    constructor calls, at least two), spliced under the Python frames."""
+    env = dict(os.environ)
+    env.pop("PYTHONMALLOC", None)
+    env.pop("PYTHONTRACEMALLOC", None)
+    srv = Server(t, env)
+    memtop = None
+    try:
+        pid, port = srv.pid, srv.port
+        csv_path = os.path.join(tmp, "native.csv")
+        err_path = os.path.join(tmp, "py.err")
+        memtop = subprocess.Popen(
+            [MEMTOP, "-p", str(pid), "-b", "-d", "0.5", "--csv", csv_path,
+             "--csv-top", "0", "--python-native"], stdout=subprocess.DEVNULL,
+            stderr=open(err_path, "w"))
+        deadline = time.monotonic() + 30
+        while "probes attached" not in open(err_path).read():
+            check(memtop.poll() is None and time.monotonic() < deadline,
+                  "memtop did not attach: %s" % open(err_path).read())
+            time.sleep(0.1)
+        time.sleep(1.0)
+        client(port, 300)
+        _, w = mark(port)
+        _, sites = sample_after(csv_path, pid, w)
+        memtop.send_signal(signal.SIGINT)
+        check(memtop.wait(30) == 0, "memtop exited with %s" % memtop.returncode)
+        want = "py_server.py:%d" % marker_line("LEAK")
+        rows = [r for r in sites.values() if r["location"] == want]
+        check(rows, "no site at %s" % want)
+        top = max(rows, key=lambda r: int(r["outstanding_bytes"]))
+        frames = top["stack"].split(";")
+        check("Connection.__init__" in frames and frames[0] == "<module>",
+              "Python frames not spliced in: %r" % top["stack"])
+        inner = frames[len(frames) - frames[::-1].index("Connection.__init__"):]
+        print("  %d C frames below Connection.__init__: %s" %
+              (len(inner), ";".join(inner)[-160:]), flush=True)
+        check(len(inner) >= 2, "--python-native kept %d C frames below "
+              "Connection.__init__: %r" % (len(inner), top["stack"]))
     finally:
         if memtop and memtop.poll() is None:
             memtop.kill()
@@ -484,7 +536,8 @@ def main():
     failed, skipped, ran = list(errors), [], len(errors)
     for py in pys:
         tmp = tempfile.mkdtemp(prefix="memtop-py-")
-        for name, fn in (("python_server", run_one), ("python_gc", run_gc),
+        for name, fn in (("python_server", run_one),
+                         ("python_native", run_native), ("python_gc", run_gc),
                          ("python_types", run_types)):
             t0 = time.monotonic()
             ran += 1
