@@ -32,10 +32,9 @@ struct {
  */
 __noinline __u64 pm_predict(__u32 tgid, __u64 n, __u32 gil)
 {
-	struct bpf_pidns_info ns = {};
 	struct mt_pymalloc *pm;
 	struct mt_py_proc *pp;
-	__u64 ts, pool, bp, k;
+	__u64 pool, bp, k;
 
 	if (n - 1 >= 512)
 		return 0;
@@ -46,13 +45,7 @@ __noinline __u64 pm_predict(__u32 tgid, __u64 n, __u32 gil)
 	 * gil: the entry's frame walk found this thread holding it. */
 	if (!gil) {
 		pp = bpf_map_lookup_elem(&py_procs, &tgid);
-		if (!pp)
-			return 0;
-		ts = py_read(pp->tstate_ptr);
-		if (!ts || bpf_get_ns_current_pid_tgid(pp->ns_dev, pp->ns_ino,
-						       &ns, sizeof(ns)))
-			return 0;
-		if ((__u32)py_read(ts + pp->ts_native_tid) != ns.pid)
+		if (!pp || !py_gil_tstate(pp))
 			return 0;
 	}
 	pool = py_read(pm->usedpools + ((n - 1) >> 4) * 16);

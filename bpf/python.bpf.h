@@ -82,6 +82,24 @@ static __always_inline __u64 py_field(struct py_frame_buf *fb, __u32 off)
 }
 
 /*
+ * The thread state holding the GIL, when this thread holds it (its
+ * native_thread_id is our thread id as the target's PID namespace numbers
+ * it: the process may live in a container); 0 otherwise.
+ */
+static __always_inline __u64 py_gil_tstate(const struct mt_py_proc *pp)
+{
+	struct bpf_pidns_info ns = {};
+	__u64 ts = py_read(pp->tstate_ptr);
+
+	if (!ts || bpf_get_ns_current_pid_tgid(pp->ns_dev, pp->ns_ino, &ns,
+					       sizeof(ns)))
+		return 0;
+	if ((__u32)py_read(ts + pp->ts_native_tid) != ns.pid)
+		return 0;
+	return ts;
+}
+
+/*
  * Walk the current Python frames of tgid's thread into "py_scratch" and
  * return their hash, or 0 when there are none to walk (not CPython, not the
  * GIL holder, no frame). A global function: verified once, not at every
@@ -92,7 +110,6 @@ static __always_inline __u64 py_field(struct py_frame_buf *fb, __u32 off)
  */
 __noinline __u64 py_walk(__u32 tgid, __u32 slot)
 {
-	struct bpf_pidns_info ns = {};
 	struct py_frame_buf *fb;
 	struct mt_py_stack *ps;
 	struct mt_py_proc *pp;
@@ -104,16 +121,9 @@ __noinline __u64 py_walk(__u32 tgid, __u32 slot)
 	pp = bpf_map_lookup_elem(&py_procs, &tgid);
 	if (!pp)
 		return 0;
-	ts = py_read(pp->tstate_ptr);
+	/* The GIL holder's frames are ours only if we are the GIL holder. */
+	ts = py_gil_tstate(pp);
 	if (!ts)
-		return 0;
-	/* The GIL holder's frames are ours only if we are the GIL holder: its
-	 * native_thread_id is our thread id as the target's PID namespace
-	 * numbers it (the process may live in a container). */
-	if (bpf_get_ns_current_pid_tgid(pp->ns_dev, pp->ns_ino, &ns,
-					sizeof(ns)))
-		return 0;
-	if ((__u32)py_read(ts + pp->ts_native_tid) != ns.pid)
 		return 0;
 	fr = py_read(ts + pp->ts_cframe);
 	if (fr && pp->cf_frame != MT_PY_NONE)
@@ -202,11 +212,9 @@ struct {
 __noinline int py_gc_free(__u32 tgid, __u64 stack_id, __u64 size)
 {
 	struct mt_site_key key = {.tgid = tgid, .stack_id = stack_id};
-	struct bpf_pidns_info ns = {};
 	struct mt_gc *g, zero = {};
 	struct mt_py_proc *pp;
 	__u32 collecting = 0;
-	__u64 ts;
 
 	if (!python_frames)
 		return 0;
@@ -217,11 +225,7 @@ __noinline int py_gc_free(__u32 tgid, __u64 stack_id, __u64 size)
 				(void *)pp->gc_collecting) ||
 	    !collecting)
 		return 0;
-	ts = py_read(pp->tstate_ptr);
-	if (!ts || bpf_get_ns_current_pid_tgid(pp->ns_dev, pp->ns_ino, &ns,
-					       sizeof(ns)))
-		return 0;
-	if ((__u32)py_read(ts + pp->ts_native_tid) != ns.pid)
+	if (!py_gil_tstate(pp))
 		return 0;
 	g = map_get_or_init(&gc_sites, &key, &zero, MT_CNT_NR);
 	if (!g)
