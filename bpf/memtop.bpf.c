@@ -455,14 +455,18 @@ static __always_inline __u64 capture_stack(void *ctx, __u32 tgid, __u64 ret,
 	}
 	st->ips[nr++ & 127] = ret;
 	h = (h ^ ret) * 0xff51afd7ed558ccdULL;
-	/* python.bpf.h: with Python frames the walk ends in the eval loop. */
+	/* python.bpf.h: with Python frames the native stack is the
+	 * allocator's caller, or (--python-native) the walk to the eval loop.
+	 */
 	py_h = py_walk(tgid, slot);
 	if (py_h) {
-		py_eval_range(tgid, &stop);
 		if (py_gil)
 			*py_gil = 1;
+		if (!python_native)
+			goto walked;
+		py_eval_range(tgid, &stop);
 	}
-	if (walk_stops(&stop, ret) || (py_h && !python_native))
+	if (walk_stops(&stop, ret))
 		goto walked;
 	/* Processes with unwind tables loaded: CFI, frame pointers where an
 	 * object has none; at the probe (a function entry) the caller's

@@ -194,36 +194,6 @@ struct {
 	__type(value, struct uw_rcache);
 } unwind_rcache SEC(".maps");
 
-static __always_inline __u64 uw_row_search(const struct mt_unwind_map *m,
-					   __u64 tpc);
-
-/* The row of table pc tpc in m's table, as its 8 bytes; UW_NO_ROW if
- * none: from this CPU's cache, else searched and cached. */
-__noinline __u64 uw_row_of(const struct mt_unwind_map *m, __u64 tpc)
-{
-	__u64 tag, t, r, c;
-	struct uw_rcache *rc;
-	__u32 zero = 0, i;
-
-	if (!m || tpc > 0xffffffffULL)
-		return UW_NO_ROW;
-	tag = ((__u64)m->gen << 32) | tpc;
-	rc = bpf_map_lookup_elem(&unwind_rcache, &zero);
-	if (!rc)
-		return uw_row_search(m, tpc);
-	i = (__u32)((tag * 0x9e3779b97f4a7c15ULL) >> 55) & (UW_RCACHE - 1);
-	t = rc->e[i].tag;
-	r = rc->e[i].row;
-	c = rc->e[i].chk;
-	if (t == tag && c == (t ^ r ^ UW_RCACHE_CHK))
-		return r;
-	r = uw_row_search(m, tpc);
-	rc->e[i].tag = tag;
-	rc->e[i].row = r;
-	rc->e[i].chk = tag ^ r ^ UW_RCACHE_CHK;
-	return r;
-}
-
 /* The search: the fence of tpc's bucket narrows it to a few rows. */
 static __always_inline __u64 uw_row_search(const struct mt_unwind_map *m,
 					   __u64 tpc)
@@ -267,6 +237,33 @@ static __always_inline __u64 uw_row_search(const struct mt_unwind_map *m,
 		return UW_NO_ROW;
 	__builtin_memcpy(&out, row, sizeof(out));
 	return out;
+}
+
+/* The row of table pc tpc in m's table, as its 8 bytes; UW_NO_ROW if
+ * none: from this CPU's cache, else searched and cached. */
+__noinline __u64 uw_row_of(const struct mt_unwind_map *m, __u64 tpc)
+{
+	__u64 tag, t, r, c;
+	struct uw_rcache *rc;
+	__u32 zero = 0, i;
+
+	if (!m || tpc > 0xffffffffULL)
+		return UW_NO_ROW;
+	tag = ((__u64)m->gen << 32) | tpc;
+	rc = bpf_map_lookup_elem(&unwind_rcache, &zero);
+	if (!rc)
+		return uw_row_search(m, tpc);
+	i = (__u32)((tag * 0x9e3779b97f4a7c15ULL) >> 55) & (UW_RCACHE - 1);
+	t = rc->e[i].tag;
+	r = rc->e[i].row;
+	c = rc->e[i].chk;
+	if (t == tag && c == (t ^ r ^ UW_RCACHE_CHK))
+		return r;
+	r = uw_row_search(m, tpc);
+	rc->e[i].tag = tag;
+	rc->e[i].row = r;
+	rc->e[i].chk = tag ^ r ^ UW_RCACHE_CHK;
+	return r;
 }
 
 static long uw_step(__u32 i, struct uw_walk *w)
