@@ -183,26 +183,38 @@ def client(port, n):
                            str(n)])
 
 
-def run_one(t, tmp):
+def start_memtop(args, err_path, stdout=subprocess.DEVNULL):
+    """memtop with args, stderr into err_path, once it says its probes
+    are attached."""
+    memtop = subprocess.Popen([MEMTOP] + args, stdout=stdout,
+                              stderr=open(err_path, "w"))
+    deadline = time.monotonic() + 30
+    while "probes attached" not in open(err_path).read():
+        check(memtop.poll() is None and time.monotonic() < deadline,
+              "memtop did not attach: %s" % open(err_path).read())
+        time.sleep(0.1)
+    return memtop
+
+
+def server_env():
+    """The environment for the leaking server: CPython's allocator as the
+    build has it (the test sets tracemalloc itself)."""
     env = dict(os.environ)
     env.pop("PYTHONMALLOC", None)
     env.pop("PYTHONTRACEMALLOC", None)
-    srv = Server(t, env)
+    return env
+
+
+def run_one(t, tmp):
+    srv = Server(t, server_env())
     memtop = None
     try:
         pid, port = srv.pid, srv.port
         client(port, 50)
         csv_path = os.path.join(tmp, "py.csv")
         err_path = os.path.join(tmp, "py.err")
-        memtop = subprocess.Popen(
-            [MEMTOP, "-p", str(pid), "-b", "-d", "0.5", "--csv", csv_path,
-             "--csv-top", "0"], stdout=subprocess.DEVNULL,
-            stderr=open(err_path, "w"))
-        deadline = time.monotonic() + 30
-        while "probes attached" not in open(err_path).read():
-            check(memtop.poll() is None and time.monotonic() < deadline,
-                  "memtop did not attach: %s" % open(err_path).read())
-            time.sleep(0.1)
+        memtop = start_memtop(["-p", str(pid), "-b", "-d", "0.5", "--csv",
+                               csv_path, "--csv-top", "0"], err_path)
         time.sleep(1.0)
         t1, w1 = mark(port)
         p1, s1 = sample_after(csv_path, pid, w1)
@@ -302,24 +314,15 @@ def run_native(t, tmp):
     """--python-native: the leaking line's stack also holds the C frames
     between the allocator's caller and the eval loop (bytearray's
     constructor calls, at least two), spliced under the Python frames."""
-    env = dict(os.environ)
-    env.pop("PYTHONMALLOC", None)
-    env.pop("PYTHONTRACEMALLOC", None)
-    srv = Server(t, env)
+    srv = Server(t, server_env())
     memtop = None
     try:
         pid, port = srv.pid, srv.port
         csv_path = os.path.join(tmp, "native.csv")
         err_path = os.path.join(tmp, "py.err")
-        memtop = subprocess.Popen(
-            [MEMTOP, "-p", str(pid), "-b", "-d", "0.5", "--csv", csv_path,
-             "--csv-top", "0", "--python-native"], stdout=subprocess.DEVNULL,
-            stderr=open(err_path, "w"))
-        deadline = time.monotonic() + 30
-        while "probes attached" not in open(err_path).read():
-            check(memtop.poll() is None and time.monotonic() < deadline,
-                  "memtop did not attach: %s" % open(err_path).read())
-            time.sleep(0.1)
+        memtop = start_memtop(["-p", str(pid), "-b", "-d", "0.5", "--csv",
+                               csv_path, "--csv-top", "0", "--python-native"],
+                              err_path)
         time.sleep(1.0)
         client(port, 300)
         _, w = mark(port)
@@ -374,15 +377,9 @@ def run_gc(t, tmp):
         csv_path = os.path.join(tmp, "gc.csv")
         err_path = os.path.join(tmp, "py.err")
         out_path = os.path.join(tmp, "gc.out")
-        memtop = subprocess.Popen(
-            [MEMTOP, "-p", str(pid), "-b", "-d", "0.5", "--csv", csv_path,
-             "--csv-top", "0"], stdout=open(out_path, "w"),
-            stderr=open(err_path, "w"))
-        deadline = time.monotonic() + 30
-        while "probes attached" not in open(err_path).read():
-            check(memtop.poll() is None and time.monotonic() < deadline,
-                  "memtop did not attach: %s" % open(err_path).read())
-            time.sleep(0.1)
+        memtop = start_memtop(["-p", str(pid), "-b", "-d", "0.5", "--csv",
+                               csv_path, "--csv-top", "0"], err_path,
+                              open(out_path, "w"))
         first = sample_after(csv_path, pid, time.time() - 0.6)[0]
         cyc.stdin.write(b"go\n")
         cyc.stdin.flush()
@@ -469,15 +466,9 @@ def run_types(t, tmp):
         csv_path = os.path.join(tmp, "types.csv")
         out_path = os.path.join(tmp, "types.out")
         err_path = os.path.join(tmp, "py.err")
-        memtop = subprocess.Popen(
-            [MEMTOP, "-p", str(pid), "-b", "-d", "0.5", "--types", "--top", "0",
-             "--csv", csv_path, "--csv-top", "0"], stdout=open(out_path, "w"),
-            stderr=open(err_path, "w"))
-        deadline = time.monotonic() + 30
-        while "probes attached" not in open(err_path).read():
-            check(memtop.poll() is None and time.monotonic() < deadline,
-                  "memtop did not attach: %s" % open(err_path).read())
-            time.sleep(0.1)
+        memtop = start_memtop(["-p", str(pid), "-b", "-d", "0.5", "--types",
+                               "--top", "0", "--csv", csv_path, "--csv-top",
+                               "0"], err_path, open(out_path, "w"))
         time.sleep(1.0)
         _, w1 = mark(port)
         before = type_rows(csv_path, pid, w1)
