@@ -16,6 +16,8 @@ static const char *const skipped[] = {
 	"MemoryContextAllocZero",
 	"g_malloc0_n",
 	"node::NodeArrayBufferAllocator::Allocate",
+	"v8::internal::Heap::AllocateExternalBackingStore(std::function<void* "
+	"(unsigned long)> const&, unsigned long)",
 	"operator new",
 	"operator new[]",
 	"std::__cxx11::basic_string<char, std::char_traits<char>, "

@@ -32,6 +32,9 @@ static const char *const builtin[] = {
 	"ArrayBufferAllocator::",
 	"^node::(Unchecked)?(Malloc|Calloc|Realloc)",
 	"^v8::internal::BackingStore::Allocate",
+	/* V8 10 (node 18, Debian 12): BackingStore::Allocate's callback runs
+	 * inside the heap's accounting of external memory */
+	"^v8::internal::Heap::AllocateExternalBackingStore",
 	/* C++ runtime (the standard library: cxx_library below) */
 	"^operator new",
 	/* CPython (when no Python frame names the site) */
