@@ -15,6 +15,11 @@ Usage (as root, kernel with BPF):
                  `go tool pprof` itself over HTTP
   pprof_text     /debug/pprof/heap?debug=1, Go's text heap profile: the
                  totals and each leaf function's bytes and blocks exact
+  pprof_delta    /debug/pprof/heap?seconds=3, a delta profile as Go serves
+                 one: a window spanning the workload's allocations shows
+                 them exactly (`go tool pprof -top`), a window after them
+                 shows nothing; bad seconds values are 400; the plain
+                 profile and /metrics (promtool) still pass afterwards
   growth         --growth on gt_growth: the profile's default type is
                  touched_space, map_grow exactly its 8 MiB in it and in
                  memtop_site_touched_bytes; no allocator figures; promtool
@@ -255,6 +260,70 @@ def test_pprof_url(ctx):
     check(hdr.get("Content-Type") == "application/octet-stream",
           "Content-Type %r" % hdr.get("Content-Type"))
     check_pprof(ctx, "http://%s/debug/pprof/heap" % addr, exp, "gt_basic")
+    m.stop()
+
+
+def raw_samples(ctx, path):
+    """The sample lines of `go tool pprof -raw` on path."""
+    r = subprocess.run([tool("go"), "tool", "pprof", "-raw", path],
+                       capture_output=True, timeout=120, env=go_env(ctx))
+    raw = r.stdout.decode("utf-8", "replace")
+    check(r.returncode == 0, "go tool pprof -raw failed: %s" %
+          r.stderr.decode("utf-8", "replace")[-400:])
+    body = raw.split("Samples:", 1)[-1].split("Locations", 1)[0]
+    return [l for l in body.splitlines()[2:] if re.match(r"^\s+-?\d", l)]
+
+
+def test_pprof_delta(ctx):
+    w = ctx.workload("gt_basic")
+    w.wait_ready()
+    m = ctx.start_memtop([w.pid], ["--listen", LISTEN])
+    addr = served_at(m)
+    m.wait_for(lambda l: "probes attached" in l, it.ATTACH_TIMEOUT,
+               "memtop attached")
+    url = "http://%s/debug/pprof/heap" % addr
+    for bad in ("0", "-2", "x", "1.5", "301"):
+        st, _, body = http(url + "?seconds=" + bad)
+        check(st == 400, "?seconds=%s: status %d, not 400 (%r)" %
+              (bad, st, body[:80]))
+    # The window opens at the next refresh after the request and closes
+    # at the first one 3 s after that: the workload allocates within it.
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    t0 = time.monotonic()
+    fut = pool.submit(http, url + "?seconds=3", "GET", 30)
+    time.sleep(1.0)
+    w.signal(signal.SIGUSR1)
+    exp = w.wait_done()
+    st, hdr, body = fut.result()
+    waited = time.monotonic() - t0
+    pool.shutdown()
+    check(st == 200 and body[:2] == b"\x1f\x8b",
+          "?seconds=3: status %d" % st)
+    check(3.0 <= waited < 10.0, "?seconds=3 answered after %.1f s" % waited)
+    path = os.path.join(ctx.tmp, "delta.pb.gz")
+    with open(path, "wb") as f:
+        f.write(body)
+    ctx.notes.append("delta over the allocations: %d B in %.1f s" %
+                     (len(body), waited))
+    check_pprof(ctx, path, exp, "gt_basic")
+    # A window after the workload is done: nothing allocated, nothing
+    # freed, so no sample at all; the full profile still has it all.
+    time.sleep(it.SETTLE)
+    st, _, body = http(url + "?seconds=2", timeout=30)
+    check(st == 200 and body[:2] == b"\x1f\x8b",
+          "the quiet delta: status %d" % st)
+    with open(path, "wb") as f:
+        f.write(body)
+    quiet = raw_samples(ctx, path)
+    check(not quiet, "a window with no allocations has samples:\n" +
+          "\n".join(quiet[:10]))
+    check_pprof(ctx, url, exp, "gt_basic")
+    st, _, body = http("http://%s/metrics" % addr)
+    check(st == 200, "/metrics after the deltas: %d" % st)
+    r = subprocess.run([tool("promtool"), "check", "metrics"], input=body,
+                       capture_output=True, timeout=60)
+    check(r.returncode == 0, "promtool check metrics failed: %s" %
+          (r.stdout + r.stderr).decode("utf-8", "replace")[-600:])
     m.stop()
 
 
@@ -614,6 +683,7 @@ TESTS = [
     ("pprof_sampled", test_pprof_sampled),
     ("pprof_url", test_pprof_url),
     ("pprof_text", test_pprof_text),
+    ("pprof_delta", test_pprof_delta),
     ("growth", test_growth),
     ("promtool", test_promtool),
     ("prometheus", test_prometheus),

@@ -109,6 +109,14 @@ static char *get(const char *method, const char *path, size_t *len)
 	return request(req, (size_t)n, len);
 }
 
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 static int status_of(const char *resp)
 {
 	int code = 0;
@@ -248,6 +256,62 @@ int main(void)
 	check(status_of(r) == 200 && strstr(r, "\r\n\r\n\x1f\x8b"),
 	      "?debug=0 is the protobuf");
 	free(r);
+	/* ?seconds=N, a delta profile: bad values refused with
+	 * net/http/pprof's answers, a good one answered after N seconds. */
+	{
+		static const char *const bad[] = {
+			"0",   "-1",   "+-1",  "abc",
+			"1.5", "%201", "1%20", "99999999999999999999"};
+		static const char req[] = "GET /debug/pprof/heap?seconds=1 "
+					  "HTTP/1.1\r\nHost: x\r\nConnection: "
+					  "close\r\n\r\n";
+		char path[128];
+		struct pollfd pfd;
+		double t0, waited;
+		int tries = 0, pub = 0;
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			snprintf(path, sizeof(path),
+				 "/debug/pprof/heap?seconds=%s", bad[i]);
+			r = get("GET", path, &len);
+			check(status_of(r) == 400 &&
+				      strstr(r,
+					     "invalid value for \"seconds\""),
+			      "?seconds=%s: 400", bad[i]);
+			free(r);
+		}
+		r = get("GET", "/debug/pprof/heap?seconds=", &len);
+		check(status_of(r) == 200 && strstr(r, "\r\n\r\n\x1f\x8b"),
+		      "an empty ?seconds= is the plain profile, as in Go");
+		free(r);
+		r = get("GET", "/debug/pprof/heap?seconds=301", &len);
+		check(status_of(r) == 400 && strstr(r, "exceeds"),
+		      "?seconds=301: 400, past the longest window");
+		free(r);
+		r = get("GET", "/debug/pprof/heap?seconds=1&debug=1", &len);
+		check(status_of(r) == 400 && strstr(r, "incompatible"),
+		      "?seconds with ?debug: 400");
+		free(r);
+		fd = send_request(req, sizeof(req) - 1);
+		pfd = (struct pollfd){fd, POLLIN, 0};
+		t0 = now_s();
+		/* Refreshes every 100 ms: the first one after the request
+		 * takes the baseline, the first one a second after it
+		 * answers. */
+		do
+			pub |= http_publish(h, &snap);
+		while (fd >= 0 && poll(&pfd, 1, 100) == 0 && ++tries < 100);
+		waited = now_s() - t0;
+		check(!pub, "publish for the delta profile");
+		r = read_answer(fd, &len);
+		check(status_of(r) == 200 &&
+			      strstr(r, "application/octet-stream") &&
+			      strstr(r, "\r\n\r\n\x1f\x8b"),
+		      "?seconds=1 is a gzip profile");
+		check(waited >= 1.0 && waited < 5.0,
+		      "?seconds=1 answered a second on (%.2f s)", waited);
+		free(r);
+	}
 	r = get("GET", "/", &len);
 	check(status_of(r) == 200 && strstr(r, "/debug/pprof/heap"),
 	      "/ is an index");

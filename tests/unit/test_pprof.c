@@ -117,12 +117,12 @@ static uint8_t *gunzip(const uint8_t *in, size_t len, size_t *outlen)
 	return out;
 }
 
-static Profile *decode(const struct snapshot *s)
+/* The profile in gz (freed here), encoded with err. */
+static Profile *unpack(int err, uint8_t *gz, size_t len)
 {
-	uint8_t *gz = NULL, *raw;
-	size_t len = 0, rlen = 0;
+	uint8_t *raw;
+	size_t rlen = 0;
 	Profile *p;
-	int err = pprof_encode(s, &gz, &len);
 
 	check(!err, "pprof_encode: %d", err);
 	if (err)
@@ -138,6 +138,15 @@ static Profile *decode(const struct snapshot *s)
 	free(raw);
 	check(p != NULL, "protobuf-c decodes the profile");
 	return p;
+}
+
+static Profile *decode(const struct snapshot *s)
+{
+	uint8_t *gz = NULL;
+	size_t len = 0;
+	int err = pprof_encode(s, &gz, &len);
+
+	return unpack(err, gz, len);
 }
 
 static const char *str(const Profile *p, int64_t i)
@@ -432,6 +441,83 @@ static void test_text(void)
 	free(t);
 }
 
+/* A delta profile (?seconds=N): only what changed between the baseline
+ * and now, matched by site, with the window as its duration. */
+static void test_delta(void)
+{
+	const Perftools__Profiles__Sample *x;
+	struct pprof_base *b = NULL;
+	uint8_t *gz = NULL;
+	size_t len = 0;
+	Profile *p;
+	int err;
+
+	build();
+	sites[0].stack_id = 11;
+	sites[1].stack_id = 12;
+	sites[3].stack_id = 13;
+	check(!pprof_base_take(&snap, &b), "pprof_base_take");
+	if (!b)
+		return;
+	/* In the window: site 0 allocates 2 more blocks (2000 B) and frees
+	 * one old one (1000 B); site 3 allocates its first; sites 1 and 2
+	 * (the one without a stack) do nothing. */
+	sites[0].allocs += 2;
+	sites[0].alloc_bytes += 2000;
+	sites[0].frees += 1;
+	sites[0].outstanding_allocs += 1;
+	sites[0].outstanding_bytes += 1000;
+	sites[3].allocs = 1;
+	sites[3].alloc_bytes = 48;
+	sites[3].outstanding_allocs = 1;
+	sites[3].outstanding_bytes = 48;
+	snap.wall.tv_sec += 5;
+	snap.wall.tv_nsec -= 200000000;
+	err = pprof_encode_delta(&snap, b, &gz, &len);
+	pprof_base_free(b);
+	p = unpack(err, gz, len);
+	if (!p)
+		return;
+	check(p->duration_nanos == 4800000000ll, "duration: the window (%lld)",
+	      (long long)p->duration_nanos);
+	check(p->time_nanos == 1700000005050000000ll,
+	      "time: the later snapshot's (%lld)", (long long)p->time_nanos);
+	check(p->n_sample == 2, "only the sites that changed (%zu)",
+	      p->n_sample);
+	if (p->n_sample == 2) {
+		x = p->sample[0];
+		check(x->n_value == 4 && x->value[0] == 2 &&
+			      x->value[1] == 2000 && x->value[2] == 1 &&
+			      x->value[3] == 1000,
+		      "site 0: 2 allocations of 2000 B, 1 more live, 1000 B");
+		x = p->sample[1];
+		check(x->n_value == 4 && x->value[0] == 1 &&
+			      x->value[1] == 48 && x->value[2] == 1 &&
+			      x->value[3] == 48,
+		      "a site new in the window: all of it");
+	}
+	perftools__profiles__profile__free_unpacked(p, NULL);
+	/* Frees only: inuse goes negative, as in Go's deltas. */
+	build();
+	sites[0].stack_id = 11;
+	b = NULL;
+	check(!pprof_base_take(&snap, &b), "pprof_base_take again");
+	sites[0].frees += 3;
+	sites[0].outstanding_allocs -= 3;
+	sites[0].outstanding_bytes -= 3000;
+	gz = NULL;
+	err = b ? pprof_encode_delta(&snap, b, &gz, &len) : -ENOMEM;
+	pprof_base_free(b);
+	p = unpack(err, gz, len);
+	if (!p)
+		return;
+	check(p->n_sample == 1 && p->sample[0]->value[0] == 0 &&
+		      p->sample[0]->value[2] == -3 &&
+		      p->sample[0]->value[3] == -3000,
+	      "frees only: inuse -3, -3000 B, nothing allocated");
+	perftools__profiles__profile__free_unpacked(p, NULL);
+}
+
 int main(void)
 {
 	test_text();
@@ -439,6 +525,7 @@ int main(void)
 	test_sampled_and_allocator();
 	test_growth();
 	test_empty_and_file();
+	test_delta();
 	printf("%d checks, %d failed\n", checks, failures);
 	return failures != 0;
 }

@@ -11,7 +11,11 @@
  * than the metrics (~4 us a site, 0.2 s at 50k sites), so it is rendered
  * only while someone asks for it: a request that finds none from the latest
  * refresh is suspended until the next one has rendered it, and refreshes
- * keep rendering it for PPROF_WANTED_NS after the last request.
+ * keep rendering it for PPROF_WANTED_NS after the last request. A delta
+ * profile (?seconds=N, as net/http/pprof serves one) waits the same way,
+ * twice: the next refresh takes a baseline of every site's figures, the
+ * first refresh N seconds after it renders the difference; the request is
+ * suspended meanwhile and the server thread does no work for it.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -36,6 +40,11 @@
 #define MAX_CONNECTIONS 64
 #define MEMORY_LIMIT	(32 * 1024) /* per connection: request line + headers */
 #define PPROF_WANTED_NS (300ull * 1000000000ull)
+/* Delta profiles: the longest window (net/http/pprof refuses one past the
+ * server's write timeout; memtop's is this), and how many at once, each
+ * holding a copy of every site's figures while it waits. */
+#define DELTA_MAX_S 300
+#define MAX_DELTAS  4
 
 enum { PROFILE_PB, PROFILE_TEXT };
 
@@ -43,6 +52,21 @@ struct blob {
 	atomic_int refs;
 	size_t len;
 	char data[];
+};
+
+enum { DELTA_FREE, DELTA_BASE, DELTA_END, DELTA_DONE };
+
+/* A delta profile request: its state moves on under the lock, the server
+ * thread making it (FREE -> BASE) and freeing it when its connection is
+ * done, the refresh loop taking the baseline (BASE -> END) and rendering
+ * the answer (END -> DONE, out NULL when that failed). */
+struct delta {
+	int state;
+	unsigned seconds;
+	struct MHD_Connection *c;
+	struct pprof_base *base;
+	uint64_t t0; /* CLOCK_MONOTONIC ns of the baseline */
+	struct blob *out;
 };
 
 struct http_server {
@@ -62,6 +86,7 @@ struct http_server {
 	struct MHD_Connection *waiting[MAX_CONNECTIONS];
 	int nwaiting;
 	atomic_uint_fast64_t wanted_until[2]; /* CLOCK_MONOTONIC ns */
+	struct delta deltas[MAX_DELTAS];
 	atomic_ulong ok, client_errors;
 };
 
@@ -98,6 +123,8 @@ static const char pprof_index_html[] =
 	"<li><a href=\"heap\">heap</a>: outstanding memory by call site (<a "
 	"href=\"heap?debug=1\">as text</a>)</li>\n"
 	"<li><a href=\"allocs\">allocs</a>: the same profile</li>\n"
+	"<li>heap?seconds=N: what changed over the next N seconds (N <= "
+	"300)</li>\n"
 	"</ul>\n</body></html>\n";
 
 static void blob_put(struct blob *b)
@@ -184,6 +211,118 @@ static enum MHD_Result queue_blob(struct http_server *h,
 	return ret;
 }
 
+static enum MHD_Result queue_error(struct http_server *h,
+				   struct MHD_Connection *c, unsigned code,
+				   const char *body)
+{
+	atomic_fetch_add(&h->client_errors, 1);
+	return queue_static(c, code, "text/plain; charset=utf-8", body);
+}
+
+/* "seconds" as net/http/pprof takes it (strconv.ParseInt, then > 0): a
+ * decimal integer, an optional '+' before it, nothing around it. */
+static bool parse_seconds(const char *v, unsigned long *out)
+{
+	const char *p = v && *v == '+' ? v + 1 : v;
+	char *end;
+
+	if (!p || *p < '0' || *p > '9')
+		return false;
+	errno = 0;
+	*out = strtoul(p, &end, 10);
+	return !errno && !*end && *out > 0;
+}
+
+/*
+ * /debug/pprof/heap?seconds=N: the first call checks the request and
+ * parks it in a delta slot, suspended; the refresh loop resumes it with the
+ * answer rendered (or at close, without one).
+ */
+static enum MHD_Result delta_request(struct http_server *h,
+				     struct MHD_Connection *c, const char *secs,
+				     void **req_cls)
+{
+	struct delta *d = *req_cls;
+	const char *dbg;
+	unsigned long n;
+	bool done;
+
+	if (d) {
+		pthread_mutex_lock(&h->lock);
+		done = d->state == DELTA_DONE && d->out;
+		pthread_mutex_unlock(&h->lock);
+		if (!done)
+			return queue_static(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+					    "text/plain; charset=utf-8",
+					    "memtop could not render the delta "
+					    "profile (stopping, or out of "
+					    "memory)\n");
+		atomic_fetch_add(&h->ok, 1);
+		return queue_blob(h, c, &d->out, "application/octet-stream",
+				  true);
+	}
+	/* net/http/pprof's answers, word for word. */
+	if (!parse_seconds(secs, &n))
+		return queue_error(h, c, MHD_HTTP_BAD_REQUEST,
+				   "invalid value for \"seconds\" - must be a "
+				   "positive integer\n");
+	dbg = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "debug");
+	if (dbg && atoi(dbg) != 0)
+		return queue_error(h, c, MHD_HTTP_BAD_REQUEST,
+				   "seconds and debug params are "
+				   "incompatible\n");
+	if (n > DELTA_MAX_S)
+		return queue_error(h, c, MHD_HTTP_BAD_REQUEST,
+				   "profile duration exceeds server's "
+				   "WriteTimeout\n");
+	pthread_mutex_lock(&h->lock);
+	for (int i = 0; i < MAX_DELTAS && !d; i++)
+		if (h->deltas[i].state == DELTA_FREE)
+			d = &h->deltas[i];
+	if (d) {
+		d->state = DELTA_BASE;
+		d->seconds = (unsigned)n;
+		d->c = c;
+		*req_cls = d;
+		MHD_suspend_connection(c);
+	}
+	pthread_mutex_unlock(&h->lock);
+	if (!d)
+		return queue_static(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+				    "text/plain; charset=utf-8",
+				    "too many delta profiles at once\n");
+	return MHD_YES;
+}
+
+static bool is_delta(const struct http_server *h, const void *p)
+{
+	return p >= (const void *)h->deltas &&
+	       p < (const void *)(h->deltas + MAX_DELTAS);
+}
+
+/* A connection is done (answered, or gone): its delta slot is free. */
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct http_server *h = cls;
+	struct delta *d = *req_cls;
+	struct blob *out;
+	struct pprof_base *base;
+
+	(void)c;
+	(void)toe;
+	if (!d || !is_delta(h, d))
+		return;
+	pthread_mutex_lock(&h->lock);
+	out = d->out;
+	base = d->base;
+	memset(d, 0, sizeof(*d));
+	pthread_mutex_unlock(&h->lock);
+	*req_cls = NULL;
+	blob_put(out);
+	pprof_base_free(base);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 				  const char *url, const char *method,
 				  const char *version, const char *upload,
@@ -215,8 +354,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 		/* ?debug=N, N > 0: Go's text form, for people and scripts. */
 		const char *dbg = MHD_lookup_connection_value(
 			c, MHD_GET_ARGUMENT_KIND, "debug");
+		const char *secs = MHD_lookup_connection_value(
+			c, MHD_GET_ARGUMENT_KIND, "seconds");
 		int k = dbg && atoi(dbg) > 0 ? PROFILE_TEXT : PROFILE_PB;
 		bool stale;
+
+		/* An empty ?seconds= is the plain profile, as in Go. */
+		if ((secs && *secs) || is_delta(h, *req_cls))
+			return delta_request(h, c, secs, req_cls);
 
 		atomic_store(&h->wanted_until[k], now_ns() + PPROF_WANTED_NS);
 		pthread_mutex_lock(&h->lock);
@@ -434,7 +579,8 @@ int http_open(struct http_server **out, const char *listen_arg,
 		MHD_OPTION_CONNECTION_TIMEOUT, h->opts.timeout_s,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MEMORY_LIMIT,
-		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (!h->mhd) {
 		rc = -EIO;
@@ -487,6 +633,48 @@ static int render_profile(const struct snapshot *s, int k, struct blob **out)
 	return err;
 }
 
+/*
+ * The delta requests' steps this refresh: a baseline for those that wait
+ * for one, the answer for those whose window has passed. The work is done
+ * outside the lock; only the state moves under it.
+ */
+static void publish_deltas(struct http_server *h, const struct snapshot *s,
+			   uint64_t now)
+{
+	for (int i = 0; i < MAX_DELTAS; i++) {
+		struct delta *d = &h->deltas[i];
+		struct pprof_base *base = NULL;
+		struct blob *out = NULL;
+		uint8_t *buf = NULL;
+		size_t len = 0;
+		int state;
+
+		pthread_mutex_lock(&h->lock);
+		state = d->state;
+		pthread_mutex_unlock(&h->lock);
+		if (state == DELTA_BASE) {
+			/* Without memory for it, the next refresh tries. */
+			if (pprof_base_take(s, &base))
+				continue;
+			pthread_mutex_lock(&h->lock);
+			d->base = base;
+			d->t0 = now;
+			d->state = DELTA_END;
+			pthread_mutex_unlock(&h->lock);
+		} else if (state == DELTA_END &&
+			   now >= d->t0 + d->seconds * 1000000000ull) {
+			if (!pprof_encode_delta(s, d->base, &buf, &len))
+				out = blob_new(buf, len);
+			free(buf);
+			pthread_mutex_lock(&h->lock);
+			d->out = out;
+			d->state = DELTA_DONE;
+			MHD_resume_connection(d->c);
+			pthread_mutex_unlock(&h->lock);
+		}
+	}
+}
+
 int http_publish(struct http_server *h, const struct snapshot *s)
 {
 	struct blob *m = NULL, *p[2] = {NULL, NULL}, *old_m, *old_p[2] = {0};
@@ -524,6 +712,7 @@ int http_publish(struct http_server *h, const struct snapshot *s)
 	}
 	resume_waiting(h);
 	pthread_mutex_unlock(&h->lock);
+	publish_deltas(h, s, now);
 	/* Responses still sending them hold their own references. */
 	blob_put(old_m);
 	blob_put(old_p[0]);
@@ -549,6 +738,12 @@ void http_close(struct http_server *h)
 		/* libmicrohttpd must not stop with suspended connections. */
 		pthread_mutex_lock(&h->lock);
 		resume_waiting(h);
+		for (int i = 0; i < MAX_DELTAS; i++)
+			if (h->deltas[i].state == DELTA_BASE ||
+			    h->deltas[i].state == DELTA_END) {
+				h->deltas[i].state = DELTA_DONE;
+				MHD_resume_connection(h->deltas[i].c);
+			}
 		pthread_mutex_unlock(&h->lock);
 
 		MHD_stop_daemon(h->mhd);
@@ -560,6 +755,10 @@ void http_close(struct http_server *h)
 	blob_put(h->metrics);
 	blob_put(h->profile[PROFILE_PB]);
 	blob_put(h->profile[PROFILE_TEXT]);
+	for (int i = 0; i < MAX_DELTAS; i++) {
+		blob_put(h->deltas[i].out);
+		pprof_base_free(h->deltas[i].base);
+	}
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 }

@@ -452,7 +452,8 @@ static void enc_free(struct enc *e)
 	free(e->labels);
 }
 
-int pprof_encode(const struct snapshot *s, uint8_t **out, size_t *len)
+static int encode(const struct snapshot *s, int64_t duration_ns, uint8_t **out,
+		  size_t *len)
 {
 	Profile p = PERFTOOLS__PROFILES__PROFILE__INIT;
 	ValueType vt[MAXVALUES], period = PERFTOOLS__PROFILES__VALUE_TYPE__INIT;
@@ -586,7 +587,7 @@ int pprof_encode(const struct snapshot *s, uint8_t **out, size_t *len)
 	p.n_string_table = e.nstrs;
 	p.string_table = (char **)e.strs;
 	p.time_nanos = (int64_t)s->wall.tv_sec * 1000000000 + s->wall.tv_nsec;
-	p.duration_nanos = (int64_t)(s->elapsed_s * 1e9);
+	p.duration_nanos = duration_ns;
 	p.period_type = &period;
 	p.period = s->scale > 1 ? s->scale : 1;
 	p.n_comment = ncomments;
@@ -607,6 +608,129 @@ cleanup:
 	free(fp);
 	free(mp);
 	enc_free(&e);
+	return err;
+}
+
+int pprof_encode(const struct snapshot *s, uint8_t **out, size_t *len)
+{
+	if (!s)
+		return -EINVAL;
+	return encode(s, (int64_t)(s->elapsed_s * 1e9), out, len);
+}
+
+/* A site's identity from one snapshot to the next, and the figures the
+ * sample values are made of. */
+struct base_row {
+	uint32_t pid;
+	bool touched;
+	uint64_t stack_id;
+	uint64_t fhash; /* of its function, for sites without a stack */
+	uint64_t allocs, alloc_bytes, touched_bytes;
+	int64_t outstanding_allocs, outstanding_bytes;
+};
+
+struct pprof_base {
+	struct timespec wall;
+	size_t n;
+	struct base_row rows[]; /* by cmp_row */
+};
+
+static int cmp_row(const void *a, const void *b)
+{
+	const struct base_row *x = a, *y = b;
+
+	if (x->pid != y->pid)
+		return x->pid < y->pid ? -1 : 1;
+	if (x->touched != y->touched)
+		return x->touched ? 1 : -1;
+	if (x->stack_id != y->stack_id)
+		return x->stack_id < y->stack_id ? -1 : 1;
+	return (x->fhash > y->fhash) - (x->fhash < y->fhash);
+}
+
+/* Sites without a captured stack share stack_id 0: their placeholder
+ * function tells them apart. */
+static uint64_t row_fhash(const struct snap_site *st)
+{
+	return st->stack_id || !st->function ? 0 : str_hash(st->function);
+}
+
+int pprof_base_take(const struct snapshot *s, struct pprof_base **out)
+{
+	size_t n = s->nsites > 0 ? (size_t)s->nsites : 0;
+	struct pprof_base *b =
+		malloc(sizeof(*b) + (n + 1) * sizeof(b->rows[0]));
+
+	*out = NULL;
+	if (!b)
+		return -ENOMEM;
+	b->wall = s->wall;
+	b->n = n;
+	for (size_t i = 0; i < n; i++) {
+		const struct snap_site *st = &s->sites[i];
+
+		b->rows[i] = (struct base_row){
+			.pid = st->pid,
+			.touched = st->touched,
+			.stack_id = st->stack_id,
+			.fhash = row_fhash(st),
+			.allocs = st->allocs,
+			.alloc_bytes = st->alloc_bytes,
+			.touched_bytes = st->touched_bytes,
+			.outstanding_allocs = st->outstanding_allocs,
+			.outstanding_bytes = st->outstanding_bytes,
+		};
+	}
+	qsort(b->rows, n, sizeof(b->rows[0]), cmp_row);
+	*out = b;
+	return 0;
+}
+
+void pprof_base_free(struct pprof_base *b)
+{
+	free(b);
+}
+
+int pprof_encode_delta(const struct snapshot *s, const struct pprof_base *b,
+		       uint8_t **out, size_t *len)
+{
+	struct snapshot d;
+	struct snap_site *sites;
+	int64_t dur;
+	int err;
+
+	if (!s || !b || !out || !len)
+		return -EINVAL;
+	/* The sites as copies holding the differences: the encoder and its
+	 * sample values stay the one path both profiles take. The unsigned
+	 * counters wrap to the signed difference the values read them as. */
+	sites = calloc(s->nsites > 0 ? (size_t)s->nsites : 1, sizeof(*sites));
+	if (!sites)
+		return -ENOMEM;
+	for (int i = 0; i < s->nsites; i++) {
+		const struct snap_site *st = &s->sites[i];
+		struct base_row key = {.pid = st->pid,
+				       .touched = st->touched,
+				       .stack_id = st->stack_id,
+				       .fhash = row_fhash(st)};
+		const struct base_row *r = bsearch(&key, b->rows, b->n,
+						   sizeof(b->rows[0]), cmp_row);
+
+		sites[i] = *st;
+		if (!r)
+			continue;
+		sites[i].allocs -= r->allocs;
+		sites[i].alloc_bytes -= r->alloc_bytes;
+		sites[i].touched_bytes -= r->touched_bytes;
+		sites[i].outstanding_allocs -= r->outstanding_allocs;
+		sites[i].outstanding_bytes -= r->outstanding_bytes;
+	}
+	d = *s;
+	d.sites = sites;
+	dur = ((int64_t)s->wall.tv_sec - b->wall.tv_sec) * 1000000000 +
+	      (s->wall.tv_nsec - b->wall.tv_nsec);
+	err = encode(&d, dur, out, len);
+	free(sites);
 	return err;
 }
 

@@ -27,6 +27,24 @@ int pprof_encode(const struct snapshot *s, uint8_t **out, size_t *len);
  * NUL-terminated, *len bytes. 0 or -errno.
  */
 int pprof_text(const struct snapshot *s, char **out, size_t *len);
+/*
+ * A baseline for a delta profile (what net/http/pprof serves for
+ * /debug/pprof/heap?seconds=N): every site's figures at one snapshot,
+ * copied, so the snapshot itself need not be kept.
+ */
+struct pprof_base;
+/* The snapshot's figures as a baseline in *out; 0 or -ENOMEM. */
+int pprof_base_take(const struct snapshot *s, struct pprof_base **out);
+void pprof_base_free(struct pprof_base *b);
+/*
+ * The profile of s minus the baseline, as Go's delta profiles are: every
+ * value the difference (inuse may be negative), sites whose figures did not
+ * change left out, time_nanos s's and duration_nanos the time between the
+ * two. A site the baseline has and s no longer has (its process forgotten)
+ * is left out. 0 or -errno.
+ */
+int pprof_encode_delta(const struct snapshot *s, const struct pprof_base *b,
+		       uint8_t **out, size_t *len);
 /* pprof_encode() into path (O_NOFOLLOW, replaced whole); 0 or -errno. */
 int pprof_write(const char *path, const struct snapshot *s);
 
