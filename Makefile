@@ -256,10 +256,14 @@ vmtest: $(BUILD)/memtop workloads
 VM_CI_KERNELS ?= 6.1
 VM_CI_TESTS ?= basic xfree depth exit exec two_pids
 # A guest that locks up or stops printing ends the run within minutes
-# (tools/vmtest --stall, lockup lines); --timeout bounds the rest.
+# (tools/vmtest --stall, lockup lines); --timeout bounds the rest. A guest
+# that locked up boots once more (qemu 7.2's multi-threaded TCG has locked
+# up and oopsed guests on its own; one fresh-clone CI run saw a 6.1 soft
+# lockup in a memtop thread's exit that five runs here did not show): the
+# table says so, and a second lockup fails.
 VM_CI_TIMEOUT ?= 900
 vmtest-ci: $(BUILD)/memtop workloads
-	$(Q)tools/vmtest --matrix --quiet --timeout $(VM_CI_TIMEOUT) --kernels "$(VM_CI_KERNELS)" --cpus-list 2 -- \
+	$(Q)tools/vmtest --matrix --quiet --timeout $(VM_CI_TIMEOUT) --lockup-retries 1 --kernels "$(VM_CI_KERNELS)" --cpus-list 2 -- \
 		'MEMTOP=$$PWD/build/memtop WORKLOADS=$$PWD/build/tests/workloads python3 tests/integration.py $(VM_CI_TESTS)'
 
 # The whole suite under ASan+UBSan, in its own build tree.
