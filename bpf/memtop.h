@@ -2,8 +2,8 @@
 /*
  * The one ABI shared by the BPF programs and userspace: map keys and values,
  * lost-event counter indices and limits. Only fixed-width types with explicit
- * padding, so both compilers lay the structs out identically; userspace
- * checks the sizes with _Static_assert.
+ * padding, so both compilers lay the structs out identically; the sizes
+ * are asserted at the end of this file, where both compilers check them.
  */
 #ifndef MEMTOP_H
 #define MEMTOP_H
@@ -402,5 +402,37 @@ struct mt_unwind_proc {
 	__u32 pad;
 	struct mt_unwind_map m[MT_UW_MAPS];
 };
+
+/* Every record that crosses, at the size both sides were written for. */
+_Static_assert(sizeof(struct mt_site_key) == 16, "mt_site_key ABI");
+_Static_assert(sizeof(struct mt_stack) == 8 + 8 * MEMTOP_MAX_FRAMES,
+	       "mt_stack ABI");
+_Static_assert(sizeof(struct mt_stack_short) == 8 + 8 * MEMTOP_SHORT_FRAMES,
+	       "mt_stack_short ABI");
+_Static_assert(sizeof(struct mt_stats) == 64, "mt_stats ABI");
+_Static_assert(sizeof(struct mt_peak) == 72, "mt_peak ABI");
+_Static_assert(sizeof(struct mt_live_key) == 16, "mt_live_key ABI");
+_Static_assert(sizeof(struct mt_live) == 24, "mt_live ABI");
+_Static_assert(sizeof(struct mt_region) == 16, "mt_region ABI");
+_Static_assert(sizeof(struct mt_forget_buf) == 8 + 16 * MT_FORGET_MAX,
+	       "mt_forget_buf ABI");
+_Static_assert(sizeof(struct mt_inflight) == 64, "mt_inflight ABI");
+_Static_assert(sizeof(struct mt_site_rec) == 80, "mt_site_rec ABI");
+_Static_assert(sizeof(struct mt_event) == 24, "mt_event ABI");
+_Static_assert(sizeof(struct mt_py_proc) == 88, "mt_py_proc ABI");
+_Static_assert(sizeof(struct mt_pymalloc) == 32, "mt_pymalloc ABI");
+_Static_assert(sizeof(struct mt_gc) == 16, "mt_gc ABI");
+_Static_assert(sizeof(struct mt_py_frame) == 16, "mt_py_frame ABI");
+_Static_assert(sizeof(struct mt_py_stack) == 8 + 16 * MT_PY_MAX_FRAMES,
+	       "mt_py_stack ABI");
+_Static_assert(sizeof(struct mt_anon) == 32, "mt_anon ABI");
+_Static_assert(sizeof(struct mt_unwind_row) == 8, "mt_unwind_row ABI");
+_Static_assert(sizeof(struct mt_unwind_map) == 48, "mt_unwind_map ABI");
+_Static_assert(sizeof(struct mt_unwind_fence) == 8, "mt_unwind_fence ABI");
+_Static_assert(sizeof(struct mt_unwind_proc) == 8 + 48 * MT_UW_MAPS,
+	       "mt_unwind_proc ABI");
+_Static_assert(sizeof(struct mt_gproc) == 32, "mt_gproc ABI");
+_Static_assert(sizeof(struct mt_dead_key) == 8, "mt_dead_key ABI");
+_Static_assert(sizeof(struct mt_forget) == 16, "mt_forget ABI");
 
 #endif /* MEMTOP_H */

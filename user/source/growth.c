@@ -23,8 +23,6 @@
 #include "memtop.skel.h"
 #include "growth.h"
 
-_Static_assert(sizeof(struct mt_gproc) == 32, "mt_gproc ABI");
-
 struct growth {
 	struct bpf_link **links;
 	int nlinks;

@@ -24,34 +24,6 @@
 #include "probes.h"
 #include "tracer_int.h"
 
-_Static_assert(sizeof(struct mt_site_key) == 16, "mt_site_key ABI");
-_Static_assert(sizeof(struct mt_stack) == 8 + 8 * MEMTOP_MAX_FRAMES,
-	       "mt_stack ABI");
-_Static_assert(sizeof(struct mt_stack_short) == 8 + 8 * MEMTOP_SHORT_FRAMES,
-	       "mt_stack_short ABI");
-_Static_assert(sizeof(struct mt_stats) == 64, "mt_stats ABI");
-_Static_assert(sizeof(struct mt_peak) == 72, "mt_peak ABI");
-_Static_assert(sizeof(struct mt_live_key) == 16, "mt_live_key ABI");
-_Static_assert(sizeof(struct mt_live) == 24, "mt_live ABI");
-_Static_assert(sizeof(struct mt_region) == 16, "mt_region ABI");
-_Static_assert(sizeof(struct mt_forget_buf) == 8 + 16 * MT_FORGET_MAX,
-	       "mt_forget_buf ABI");
-_Static_assert(sizeof(struct mt_inflight) == 64, "mt_inflight ABI");
-_Static_assert(sizeof(struct mt_site_rec) == 80, "mt_site_rec ABI");
-_Static_assert(sizeof(struct mt_event) == 24, "mt_event ABI");
-_Static_assert(sizeof(struct mt_py_proc) == 88, "mt_py_proc ABI");
-_Static_assert(sizeof(struct mt_pymalloc) == 32, "mt_pymalloc ABI");
-_Static_assert(sizeof(struct mt_gc) == 16, "mt_gc ABI");
-_Static_assert(sizeof(struct mt_py_frame) == 16, "mt_py_frame ABI");
-_Static_assert(sizeof(struct mt_py_stack) == 8 + 16 * MT_PY_MAX_FRAMES,
-	       "mt_py_stack ABI");
-_Static_assert(sizeof(struct mt_anon) == 32, "mt_anon ABI");
-_Static_assert(sizeof(struct mt_unwind_row) == 8, "mt_unwind_row ABI");
-_Static_assert(sizeof(struct mt_unwind_map) == 48, "mt_unwind_map ABI");
-_Static_assert(sizeof(struct mt_unwind_fence) == 8, "mt_unwind_fence ABI");
-_Static_assert(sizeof(struct mt_unwind_proc) == 8 + 48 * MT_UW_MAPS,
-	       "mt_unwind_proc ABI");
-
 static int add_link(struct tracer *t, struct bpf_link *l)
 {
 	if (ARRAY_RESERVE(t->links, t->links_cap, (size_t)t->nlinks + 1))
