@@ -478,7 +478,15 @@ static __always_inline __u64 capture_stack(void *ctx, __u32 tgid, __u64 ret,
 						  : MEMTOP_MAX_FRAMES,
 		    &h, &stop))
 		goto walked;
-	for (i = 0; i < MEMTOP_MAX_FRAMES - 2 && fp && nr < max_depth; i++) {
+	/* Without mappings to check return addresses against, each step is
+	 * bounded instead (unwind.bpf.h): a frame pointer lies in the stack
+	 * above sp, a return address is a user address outside it. Code without
+	 * frame pointers holding a heap pointer or a string's address in rbp
+	 * ends the stack there, not with a junk frame and a site per junk
+	 * value. */
+	for (i = 0; i < MEMTOP_MAX_FRAMES - 2 && nr < max_depth; i++) {
+		if (!uw_frame_ok(fp, sp))
+			break;
 		off = fp - sp;
 		if (chunk && fp >= sp && off <= sizeof(chunk->w) - 16 &&
 		    !(off & 7)) {
@@ -487,7 +495,8 @@ static __always_inline __u64 capture_stack(void *ctx, __u32 tgid, __u64 ret,
 		} else if (bpf_probe_read_user(&fr, sizeof(fr), (void *)fp)) {
 			break;
 		}
-		if (!fr.ret)
+		/* A word that points into the stack walked so far is data. */
+		if (!uw_plausible(fr.ret) || fr.ret - sp <= fp - sp)
 			break;
 		st->ips[nr++ & 127] = fr.ret;
 		h = (h ^ fr.ret) * 0xff51afd7ed558ccdULL;

@@ -93,6 +93,34 @@ static __always_inline bool uw_plausible(__u64 ra)
 	return ra >= 0x10000 && ra < 0x800000000000ULL;
 }
 
+/*
+ * Bounds of a frame-pointer step, for code whose rbp may be a general
+ * register (no frame pointers, or hand-written code in an object that
+ * keeps them): a frame lies in the stack at or above sp, within a default
+ * stack's size, word-aligned; a heap pointer (below the main stack, or
+ * far from a thread's) or a string's address held in rbp is no frame and
+ * ends the walk before its words become frames.
+ */
+#define UW_STACK_SPAN (8ULL << 20)
+
+static __always_inline bool uw_frame_ok(__u64 bp, __u64 sp)
+{
+	return bp - sp < UW_STACK_SPAN && !(bp & 7);
+}
+
+/*
+ * A return address read through a frame pointer that lies in the stack
+ * just above the frame (a stack buffer's pointer into itself, read as a
+ * frame by a wrong rbp) is no code: no JIT maps code inside a thread's
+ * stack. Only for addresses in no known mapping (a mapped one is code).
+ */
+#define UW_STACK_NEAR (1ULL << 20)
+
+static __always_inline bool uw_in_stack(__u64 ra, __u64 sp)
+{
+	return ra - sp < UW_STACK_NEAR;
+}
+
 /* Frame at of the stack: ip, folded into the hash. */
 static __always_inline void uw_store(struct uw_walk *w, __u32 at, __u64 ip)
 {
@@ -293,7 +321,7 @@ static long uw_step(__u32 i, struct uw_walk *w)
 	}
 	mi = uw_map_of(proc, pc, w->map);
 	if (mi >= MT_UW_MAPS) {
-		if (i && uw_plausible(w->ip))
+		if (i && uw_plausible(w->ip) && !uw_in_stack(w->ip, w->sp))
 			uw_store(w, at - 1, w->ip + w->exact);
 		w->end = UW_END_NOMAP;
 		return 1;
@@ -306,8 +334,8 @@ static long uw_step(__u32 i, struct uw_walk *w)
 	if (m->table == MT_UW_NO_TABLE ||
 	    ((m->nrows & MT_UW_FP) && !w->exact)) {
 		/* Frame pointers: {saved rbp, return address} at rbp. */
-		if (!w->bp_ok || bp < w->sp || uw_read(w, bp + 8, &ra) ||
-		    uw_read(w, bp, &w->bp)) {
+		if (!w->bp_ok || !uw_frame_ok(bp, w->sp) ||
+		    uw_read(w, bp + 8, &ra) || uw_read(w, bp, &w->bp)) {
 			w->end = UW_END_FP;
 			return 1;
 		}
@@ -433,7 +461,8 @@ static __always_inline bool uw_fp_frames(struct uw_walk *w)
 		if (mi >= MT_UW_MAPS || pc < m->start || pc >= m->end) {
 			mi = uw_map_of(proc, pc, w->map);
 			if (mi >= MT_UW_MAPS) {
-				if (i && uw_plausible(w->ip))
+				if (i && uw_plausible(w->ip) &&
+				    !uw_in_stack(w->ip, w->sp))
 					uw_store(w, nr, w->ip);
 				w->end = UW_END_NOMAP;
 				return true;
@@ -446,8 +475,8 @@ static __always_inline bool uw_fp_frames(struct uw_walk *w)
 		if (m->table != MT_UW_NO_TABLE && !(m->nrows & MT_UW_FP))
 			return false;
 		bp = w->bp;
-		if (!w->bp_ok || bp < w->sp || uw_read(w, bp + 8, &ra) ||
-		    uw_read(w, bp, &w->bp)) {
+		if (!w->bp_ok || !uw_frame_ok(bp, w->sp) ||
+		    uw_read(w, bp + 8, &ra) || uw_read(w, bp, &w->bp)) {
 			w->end = UW_END_FP;
 			return true;
 		}
