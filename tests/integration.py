@@ -979,10 +979,18 @@ def test_files(ctx):
     check(want_txt in batch[-1], "batch line %r lacks %r" % (batch[-1], want_txt))
 
 
-# Sites redis-server makes under redis-benchmark when stacks end at its
-# wrappers: a few hundred call sites at most (a site per random key made
-# thousands).
-REDIS_FP_SITES = 400
+# Sites redis-server makes under redis-benchmark when the plain
+# frame-pointer walk ends its stacks at the wrappers. Measured: 8 sites in
+# each of 4 runs of redis_fp_walk's load (Debian 12's redis 7.0, -n 15000,
+# the last CSV sample with --csv-top 0), against 14001 before the steps were
+# bounded (a site per key-name value read as a frame); 5x the measurement.
+REDIS_FP_SITES = 40
+# Share of its allocations at stacks with a junk frame the plain walk still
+# allows: a wrong rbp that points into the stack at a slot holding a pointer
+# into writable memory reads as a frame (only a check against the mappings
+# could reject it). Measured: 3 of 212,800 calls (0.0014%), one or two
+# constant values, no site per value.
+REDIS_FP_JUNK = 0.001
 
 
 class Redis(Child):
@@ -1010,8 +1018,8 @@ def test_redis(ctx, fp_walk=False):
     the caller of its z*alloc wrappers, nothing is lost. The plain
     frame-pointer walk (--max-unwind-mb 0) cannot go past the wrappers
     (redis keeps no frame pointers, rbp holds its data): its stacks end
-    there, never with a junk frame, and the random keys make no site
-    each."""
+    there, the random keys make no site each, and a junk frame is rare
+    (REDIS_FP_JUNK)."""
     if not shutil.which("redis-server") or not shutil.which("redis-benchmark"):
         raise SkipTest("redis-server / redis-benchmark not installed")
     port = 20000 + (os.getpid() + (1 if fp_walk else 0)) % 20000
@@ -1039,20 +1047,27 @@ def test_redis(ctx, fp_walk=False):
     check(p["lost_events"] * 100 < p["allocs"],
           "lost %d of %d calls" % (p["lost_events"], p["allocs"]))
     junk = [x for x in sites if "[unknown" in x["stack"]]
-    check(not junk, "junk frames in %d stacks, e.g. %r" % (len(junk),
-                                                        junk[0]["stack"] if junk else ""))
+    junk_allocs = sum(x["allocs"] for x in junk)
     if fp_walk:
         # One site per wrapper call site (plus startup's), not per key.
         check(len(sites) < REDIS_FP_SITES,
               "%d sites (a site per junk value?), want < %d" %
               (len(sites), REDIS_FP_SITES))
+        check(junk_allocs <= REDIS_FP_JUNK * p["allocs"],
+              "junk frames in %d stacks, %d of %d calls, e.g. %r" % (
+                  len(junk), junk_allocs, p["allocs"],
+                  junk[0]["stack"] if junk else ""))
         held = sum(x["outstanding_bytes"] for x in sites)
         ctx.notes.append("redis (frame pointers): %d allocs, %d lost, %d "
-                         "sites, %d B held; top: %s" % (
-                             p["allocs"], p["lost_events"], len(sites), held,
+                         "sites, %d with a junk frame (%d calls), %d B "
+                         "held; top: %s" % (
+                             p["allocs"], p["lost_events"], len(sites),
+                             len(junk), junk_allocs, held,
                              max(sites, key=lambda x: x["outstanding_bytes"])
                              ["stack"]))
         return
+    check(not junk, "junk frames in %d stacks, e.g. %r" % (len(junk),
+                                                        junk[0]["stack"] if junk else ""))
     wrappers = [x for x in sites if re.match(r"^z(try)?(malloc|calloc|realloc)",
                                              x["function"])]
     check(not wrappers, "sites named after redis's wrappers: %s" %
