@@ -33,15 +33,19 @@ struct blk {
 	uint64_t addr; /* 0: empty slot */
 	uint64_t stack_id;
 	uint64_t size;
-	int32_t type;	 /* index into types (a canonical one), or T_* */
-	uint32_t region; /* while it is being read: its region */
+	int32_t type; /* index into types (a canonical one), or T_* */
+	/* While it is being read: its region, then its place in todo. */
+	uint32_t region;
 };
 
 /* A block to read, with what the reading needs: grouped by region and
  * walked in address order without touching the block table until the
- * answer. */
+ * answer, which is written here, in the order of the walk, and fetched by
+ * the table's pass in its own order (a million answers stored in address
+ * order into an array in table order would be as many random stores, each
+ * a cache miss; the fetches are independent loads, which overlap). */
 struct todo {
-	uint32_t orig; /* its place among the blocks to read, in table order */
+	int32_t type; /* the answer, once named */
 	/* Its address inside its region (REGION_SHIFT bits) above its size,
 	 * at most TODO_SIZE_MAX: only compared to a type's basic size, which
 	 * no type has as large. */
@@ -122,8 +126,6 @@ struct objects {
 	size_t rmap_cap;
 	uint32_t *rorder; /* regions by address */
 	size_t rorder_cap;
-	int32_t *res;
-	size_t res_cap;
 	uint8_t *buf;
 	size_t buf_cap;
 	struct iovec *riov;
@@ -547,10 +549,10 @@ static void name_regions(struct objects *o, struct oproc *p, size_t from,
 {
 	for (size_t r = from; r < to; r++) {
 		const struct region *g = &o->regs[o->rorder[r]];
-		const struct todo *b = o->todo + (g->next - g->count);
+		struct todo *b = o->todo + (g->next - g->count);
 
 		for (uint32_t k = 0; k < g->count; k++, b++)
-			o->res[b->orig] =
+			b->type =
 				o->rok[g->range]
 					? classify(p, todo_size(b),
 						   o->buf + g->buf_off +
@@ -580,17 +582,18 @@ static int group_todo(struct objects *o, struct oproc *p, size_t n)
 		at += g->count;
 	}
 	for (size_t k = 0, j = 0; k < p->ncur && j < n; k++) {
-		const struct blk *b = &p->cur[k];
+		struct blk *b = &p->cur[k];
 		struct todo *t;
 
 		if (b->type != T_UNREAD)
 			continue;
-		t = &o->todo[o->regs[b->region].next++];
+		b->region = o->regs[b->region].next++;
+		j++;
+		t = &o->todo[b->region];
 		t->at_size = (uint32_t)(b->addr & ((1u << REGION_SHIFT) - 1))
 				     << TODO_SIZE_BITS |
 			     (b->size > TODO_SIZE_MAX ? TODO_SIZE_MAX
 						      : (uint32_t)b->size);
-		t->orig = (uint32_t)j++;
 	}
 	return 0;
 }
@@ -601,8 +604,7 @@ static int read_new(struct objects *o, struct oproc *p)
 	size_t n = 0, r = 0;
 	int err;
 
-	if (ARRAY_RESERVE(o->res, o->res_cap, o->max_reads) ||
-	    array_reserve((void **)&o->buf, &o->buf_cap, READ_BATCH + RANGE_MAX,
+	if (array_reserve((void **)&o->buf, &o->buf_cap, READ_BATCH + RANGE_MAX,
 			  1))
 		return -ENOMEM;
 	o->nregs = 0;
@@ -665,11 +667,12 @@ static int read_new(struct objects *o, struct oproc *p)
 		read_ranges(o, p, nr);
 		name_regions(o, p, from, r);
 	}
-	/* The answers by the blocks' order in the table, into the table in
-	 * one pass in order. */
+	/* The answers into the table in one pass in its order. */
 	for (size_t k = 0, j = 0; k < p->ncur && j < n; k++)
-		if (p->cur[k].type == T_UNREAD)
-			p->cur[k].type = o->res[j++];
+		if (p->cur[k].type == T_UNREAD) {
+			p->cur[k].type = o->todo[p->cur[k].region].type;
+			j++;
+		}
 	return 0;
 }
 
@@ -841,7 +844,6 @@ void objects_free(struct objects *o)
 	free(o->regs);
 	free(o->rmap);
 	free(o->rorder);
-	free(o->res);
 	free(o->rok);
 	free(o->buf);
 	free(o->riov);
