@@ -260,6 +260,11 @@ void objects_begin(struct objects *o)
 		p->cur = t;
 		p->cur_cap = cap;
 		p->ncur = 0;
+		/* As many blocks as the last time, most likely: room for them
+		 * at once, not by doubling (each a copy of the table). On a
+		 * failure objects_block grows it as it goes. */
+		(void)array_reserve((void **)&p->cur, &p->cur_cap,
+				    p->nold + p->nold / 8, sizeof(*p->cur));
 		p->cursor = 0;
 		p->oidx_ok = false;
 	}
