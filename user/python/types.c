@@ -169,25 +169,6 @@ unsigned pyt_preheader(const struct pyt_layout *l, uint64_t flags)
 	       (flags & pre ? PRE_HEADER : 0);
 }
 
-bool pyt_candidate(const uint8_t *head, size_t len, unsigned off,
-		   uint64_t *type)
-{
-	uint64_t refcnt;
-
-	if (len < OB_TYPE + 8 || off > len - OB_TYPE - 8)
-		return false;
-	/* A live object's reference count is not 0 and, on x86_64, fits in
-	 * 32 bits (3.12+'s immortal counts included; 3.14 keeps flags in the
-	 * top 16 bits): a pointer there (a GC header's, a pre-header's, an
-	 * array of object pointers) says no object starts at off, without
-	 * reading what the next word points at. */
-	refcnt = get64(head + off);
-	if (!(uint32_t)refcnt || (refcnt >> 32 & 0xffff))
-		return false;
-	*type = get64(head + off + OB_TYPE);
-	return *type && !(*type & 7);
-}
-
 bool pyt_fits(const struct pyt_layout *l, const struct pyt_type *t,
 	      unsigned off, uint64_t size)
 {
