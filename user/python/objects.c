@@ -40,16 +40,18 @@ struct blk {
 
 /* A block to read, with what the reading needs: grouped by region and
  * walked in address order without touching the block table until the
- * answer, which is written here, in the order of the walk, and fetched by
+ * answer, which replaces it, in the order of the walk, and is fetched by
  * the table's pass in its own order (a million answers stored in address
  * order into an array in table order would be as many random stores, each
- * a cache miss; the fetches are independent loads, which overlap). */
-struct todo {
-	int32_t type; /* the answer, once named */
+ * a cache miss; the fetches are independent loads, which overlap). Four
+ * bytes: the grouping's scattered stores miss once a cache line, and the
+ * fetches hit an array half as large. */
+union todo {
 	/* Its address inside its region (REGION_SHIFT bits) above its size,
 	 * at most TODO_SIZE_MAX: only compared to a type's basic size, which
 	 * no type has as large. */
 	uint32_t at_size;
+	int32_t type; /* the answer, once named */
 };
 #define TODO_SIZE_BITS (32 - REGION_SHIFT)
 #define TODO_SIZE_MAX  ((1u << TODO_SIZE_BITS) - 1)
@@ -63,12 +65,12 @@ struct region {
 	uint32_t buf_off;     /* lo's place in the buffer */
 };
 
-static uint64_t todo_addr(const struct region *g, const struct todo *b)
+static uint64_t todo_addr(const struct region *g, const union todo *b)
 {
 	return g->key << REGION_SHIFT | b->at_size >> TODO_SIZE_BITS;
 }
 
-static uint32_t todo_size(const struct todo *b)
+static uint32_t todo_size(const union todo *b)
 {
 	return b->at_size & TODO_SIZE_MAX;
 }
@@ -117,8 +119,8 @@ struct objects {
 	unsigned max_reads;
 	struct oproc *procs;
 	size_t nprocs, procs_cap;
-	size_t last;	   /* index + 1 of the last process looked up */
-	struct todo *todo; /* the blocks to read, by region */
+	size_t last;	  /* index + 1 of the last process looked up */
+	union todo *todo; /* the blocks to read, by region */
 	size_t todo_cap;
 	struct region *regs;
 	size_t nregs, regs_cap;
@@ -537,7 +539,7 @@ static void read_ranges(struct objects *o, struct oproc *p, size_t nr)
 /* A block of a range that could not be read (part of it unmapped: freed
  * meanwhile, or hostile memory) is read by itself. */
 static int32_t name_alone(struct oproc *p, const struct region *g,
-			  const struct todo *b)
+			  const union todo *b)
 {
 	struct rctx rc = {p};
 	uint8_t head[PYT_HEAD_BYTES];
@@ -554,17 +556,17 @@ static void name_regions(struct objects *o, struct oproc *p, size_t from,
 {
 	for (size_t r = from; r < to; r++) {
 		const struct region *g = &o->regs[o->rorder[r]];
-		struct todo *b = o->todo + (g->next - g->count);
+		union todo *b = o->todo + (g->next - g->count);
 
+		/* Each answer is stored over what it was made from. */
 		for (uint32_t k = 0; k < g->count; k++, b++)
-			b->type =
-				o->rok[g->range]
-					? classify(p, todo_size(b),
-						   o->buf + g->buf_off +
-							   (todo_addr(g, b) -
-							    g->lo),
-						   head_len(todo_size(b)))
-					: name_alone(p, g, b);
+			b->type = o->rok[g->range]
+					  ? classify(p, todo_size(b),
+						     o->buf + g->buf_off +
+							     (todo_addr(g, b) -
+							      g->lo),
+						     head_len(todo_size(b)))
+					  : name_alone(p, g, b);
 	}
 }
 
@@ -588,7 +590,7 @@ static int group_todo(struct objects *o, struct oproc *p, size_t n)
 	}
 	for (size_t k = 0, j = 0; k < p->ncur && j < n; k++) {
 		struct blk *b = &p->cur[k];
-		struct todo *t;
+		union todo *t;
 
 		if (b->type != T_UNREAD)
 			continue;
