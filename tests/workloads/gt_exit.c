@@ -1,8 +1,9 @@
 /*
  * gt_exit: allocates known amounts after SIGUSR1, prints EXPECT/DONE, then
- * exits by itself about a second later (memtop must notice, print "exited",
- * write a final sample and exit 0).
+ * exits by itself about a second later (GT_EXIT_AFTER seconds; memtop must
+ * notice, print "exited", write a final sample and exit 0).
  */
+#include <stdlib.h>
 #include <time.h>
 #include "gt_common.h"
 
@@ -37,7 +38,8 @@ int main(void)
 	gt_report(-1);
 	gt_out("DONE\n");
 	if (!gt_no_wait) {
-		struct timespec ts = {1, 0};
+		const char *after = getenv("GT_EXIT_AFTER");
+		struct timespec ts = {after ? atoi(after) : 1, 0};
 		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 			;
 	}
