@@ -755,24 +755,103 @@ static int cmp_named(const void *a, const void *b)
 }
 
 /*
+ * The step from the naming frame where the stacks of v part, callers first
+ * (> 0), then frames inside (< 0); 0 when they never do.
+ */
+static int part_step(struct snap_site *const *v, size_t n)
+{
+	for (int dir = 1; dir >= -1; dir -= 2) {
+		for (int step = dir; step * dir <= MEMTOP_MAX_FRAMES;
+		     step += dir) {
+			bool all_gone = !frame_at(v[0], step);
+
+			for (size_t j = 1; j < n; j++) {
+				if (!same_name(frame_at(v[j], step),
+					       frame_at(v[0], step)))
+					return step;
+				all_gone &= !frame_at(v[j], step);
+			}
+			if (all_gone)
+				break;
+		}
+	}
+	return 0;
+}
+
+/* "via caller" (step > 0) or "in frame" (step < 0). */
+static const char *part_word(int step)
+{
+	return step > 0 ? "via" : "in";
+}
+
+/*
+ * Names the rows of v, all sharing their name at a first parting (or none:
+ * first NULL), by where they part among themselves: "<first> via|in
+ * name" where that name is theirs alone, else "<first> #site_id". Rows at
+ * one Python line whose C frames share a function (two call sites in it)
+ * keep that name: "in PyUnicode_New #site_id", not the id alone.
+ */
+static int tell_run(struct collector *c, struct snap_site **v, size_t n,
+		    int step, const char *first, struct named *byname)
+{
+	char buf[600];
+	int d = n > 1 ? part_step(v, n) : 0;
+	int at = 0;
+
+	buf[0] = '\0';
+	if (first)
+		at = snprintf(buf, sizeof(buf), "%s %s ", part_word(step),
+			      first);
+	if (at < 0 || (size_t)at >= sizeof(buf))
+		at = 0;
+	for (size_t j = 0; j < n; j++) {
+		byname[j].f = d ? frame_at(v[j], d) : NULL;
+		byname[j].row = v[j];
+	}
+	qsort(byname, n, sizeof(*byname), cmp_named);
+	for (size_t j = 0; j < n; j++) {
+		const char *f = byname[j].f;
+		bool uniq = f && (j == 0 || !same_name(byname[j - 1].f, f)) &&
+			    (j + 1 == n || !same_name(byname[j + 1].f, f));
+
+		if (n == 1 && first) /* alone with its first name */
+			snprintf(buf, sizeof(buf), "%s %s", part_word(step),
+				 first);
+		else if (uniq)
+			snprintf(buf + at, sizeof(buf) - at, "%s %s",
+				 part_word(d), f);
+		else
+			snprintf(buf + at, sizeof(buf) - at, "#%s",
+				 byname[j].row->site_id);
+		byname[j].row->via = intern(c, buf);
+		if (!byname[j].row->via)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
  * Rows of one process that share FUNCTION and LOCATION are different stacks
  * all the same: each gets what tells it apart, the first caller (else the
  * first frame inside) where the group's stacks part, as "via caller" ("in
- * frame"), or "#" and its site id where that is not unique in the group.
+ * frame"). Rows that share that name too are told apart among themselves
+ * the same way (tell_run), and by "#" and the site id where nothing else
+ * does.
  */
 static int tell_apart(struct collector *c, struct snap_site *rows, size_t n)
 {
-	struct snap_site **v;
-	struct named *byname = NULL;
-	char buf[600];
-	size_t i, j, e;
+	struct snap_site **v, **run = NULL;
+	struct named *byname = NULL, *byrun = NULL;
+	size_t i, j, k, e;
 	int err = 0;
 
 	if (n < 2)
 		return 0;
 	v = malloc(n * sizeof(*v));
+	run = malloc(n * sizeof(*run));
 	byname = malloc(n * sizeof(*byname));
-	if (!v || !byname) {
+	byrun = malloc(n * sizeof(*byrun));
+	if (!v || !run || !byname || !byrun) {
 		err = -ENOMEM;
 		goto cleanup;
 	}
@@ -780,7 +859,7 @@ static int tell_apart(struct collector *c, struct snap_site *rows, size_t n)
 		v[i] = &rows[i];
 	qsort(v, n, sizeof(*v), cmp_row_name);
 	for (i = 0; i < n; i = e) {
-		int d = 0, dir = 0;
+		int d;
 
 		for (e = i + 1; e < n && v[e]->pid == v[i]->pid &&
 				v[e]->touched == v[i]->touched &&
@@ -790,67 +869,31 @@ static int tell_apart(struct collector *c, struct snap_site *rows, size_t n)
 			;
 		if (e - i < 2)
 			continue;
-		/* Where the group's stacks part: callers first, then inside. */
-		for (int step = 1; !dir && step <= MEMTOP_MAX_FRAMES; step++) {
-			bool all_gone = true;
-
-			for (j = i + 1; j < e; j++)
-				if (!same_name(frame_at(v[j], step),
-					       frame_at(v[i], step)))
-					dir = 1;
-			for (j = i; j < e; j++)
-				all_gone &= !frame_at(v[j], step);
-			if (dir)
-				d = step;
-			else if (all_gone)
-				break;
-		}
-		for (int step = -1; !dir && step >= -MEMTOP_MAX_FRAMES;
-		     step--) {
-			bool all_gone = true;
-
-			for (j = i + 1; j < e; j++)
-				if (!same_name(frame_at(v[j], step),
-					       frame_at(v[i], step)))
-					dir = -1;
-			for (j = i; j < e; j++)
-				all_gone &= !frame_at(v[j], step);
-			if (dir)
-				d = step;
-			else if (all_gone)
-				break;
-		}
-		/* A name tells a row apart when no other row of the group has
-		 * it: sorted by name, it differs from both neighbours (a group
-		 * can be every stack of a process: no pairwise look). */
+		d = part_step(v + i, e - i);
 		for (j = i; j < e; j++) {
-			byname[j - i].f = dir ? frame_at(v[j], d) : NULL;
+			byname[j - i].f = d ? frame_at(v[j], d) : NULL;
 			byname[j - i].row = v[j];
 		}
+		/* Sorted by name, a run of one name is the rows that name
+		 * does not tell apart (a group can be every stack of a
+		 * process: no pairwise look). */
 		qsort(byname, e - i, sizeof(*byname), cmp_named);
-		for (j = 0; j < e - i; j++) {
-			const char *f = byname[j].f;
-			bool uniq =
-				f &&
-				(j == 0 || !same_name(byname[j - 1].f, f)) &&
-				(j + 1 == e - i ||
-				 !same_name(byname[j + 1].f, f));
-
-			if (uniq)
-				snprintf(buf, sizeof(buf), "%s %s",
-					 dir > 0 ? "via" : "in", f);
-			else
-				snprintf(buf, sizeof(buf), "#%s",
-					 byname[j].row->site_id);
-			byname[j].row->via = intern(c, buf);
-			if (!byname[j].row->via) {
-				err = -ENOMEM;
+		for (j = 0; j < e - i; j = k) {
+			for (k = j + 1;
+			     k < e - i && same_name(byname[k].f, byname[j].f);
+			     k++)
+				;
+			for (size_t r = j; r < k; r++)
+				run[r - j] = byname[r].row;
+			err = tell_run(c, run, k - j, d, byname[j].f, byrun);
+			if (err)
 				goto cleanup;
-			}
 		}
 	}
 cleanup:
+	free(byrun);
 	free(byname);
+	free(run);
 	free(v);
 	return err;
 }
