@@ -16,7 +16,9 @@ tracemalloc reports inside the server: within 2%; then tracemalloc.stop()
 grow memtop's figure as much again. The site that grew most
 must be the Connection's buffer line in Connection.__init__, called from
 Server.serve_client. PYTHONS="path ..." replaces the host interpreters;
-labels (e.g. sid-3.14 pyenv-3.12) select runs. Needs root and BPF: a loud
+labels (e.g. sid-3.14 pyenv-3.12) select runs. python_apart: the rows of
+one line of tests/workloads/py_apart.py, allocated by several C functions,
+each name their C frame in batch output. Needs root and BPF: a loud
 SKIP (exit 0) otherwise, exit 1 when CI=true.
 """
 
@@ -35,6 +37,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVER = os.path.join(HERE, "workloads", "py_server.py")
 CYCLES = os.path.join(HERE, "workloads", "py_cycles.py")
+APART = os.path.join(HERE, "workloads", "py_apart.py")
 TEST_ROOTS = os.path.join(os.path.dirname(HERE), "tools", "test-roots")
 MEMTOP = os.environ.get("MEMTOP", "")
 N = int(os.environ.get("PY_TEST_CONNECTIONS", "1500"))
@@ -347,6 +350,57 @@ def run_native(t, tmp):
         srv.stop()
 
 
+def run_apart(t, tmp):
+    """Rows at one Python line that differ by the C frame below it: each
+    names that frame ("in list_repeat"; "in PyUnicode_New #id" where two
+    call sites in one function allocate), never the site id alone."""
+    root_tmp, argv = None, [t.python, APART]
+    if t.root:
+        root_tmp = tempfile.mkdtemp(prefix="memtop-py-",
+                                    dir=os.path.join(t.root, "tmp"))
+        shutil.copy(APART, root_tmp)
+        argv = ["chroot", t.root, t.python, "/tmp/%s/py_apart.py" %
+                os.path.basename(root_tmp)]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
+    memtop = None
+    try:
+        f = proc.stdout.readline().split()
+        check(f[:1] == [b"READY"], "py_apart.py did not start: %r" % f)
+        out_path = os.path.join(tmp, "apart.out")
+        memtop = start_memtop(["-p", str(proc.pid), "-b", "-d", "0.5",
+                               "--top", "0"], os.path.join(tmp, "py.err"),
+                              stdout=open(out_path, "w"))
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+        check(proc.stdout.readline().strip() == b"DONE",
+              "py_apart.py did not finish")
+        time.sleep(1.2)
+        memtop.send_signal(signal.SIGINT)
+        check(memtop.wait(30) == 0, "memtop exited with %s" % memtop.returncode)
+        want = "py_apart.py:%d" % marker_line("APART", APART)
+        text = open(out_path).read()
+        last = text[text.rindex("memtop "):] if "memtop " in text else ""
+        labels = []
+        for line in last.splitlines():
+            w = line.split()
+            if want in w:
+                labels.append(" ".join(w[w.index(want) + 1:]))
+        print("  %d rows at %s: %s" % (len(labels), want,
+                                       "; ".join(labels)[:300]), flush=True)
+        check(len(labels) >= 3, "%d rows at %s in the last sample" %
+              (len(labels), want))
+        check(all(l.startswith("in ") for l in labels),
+              "a row at %s without its C frame's name: %r" % (want, labels))
+    finally:
+        if memtop and memtop.poll() is None:
+            memtop.kill()
+        proc.kill()
+        proc.wait()
+        if root_tmp:
+            shutil.rmtree(root_tmp, ignore_errors=True)
+
+
 def run_gc(t, tmp):
     """Objects in cycles are freed by the cyclic collector, plain ones by
     their reference count: the sites that made them show gc_frees >= 90%
@@ -528,7 +582,8 @@ def main():
     for py in pys:
         tmp = tempfile.mkdtemp(prefix="memtop-py-")
         for name, fn in (("python_server", run_one),
-                         ("python_native", run_native), ("python_gc", run_gc),
+                         ("python_native", run_native),
+                         ("python_apart", run_apart), ("python_gc", run_gc),
                          ("python_types", run_types)):
             t0 = time.monotonic()
             ran += 1
