@@ -126,6 +126,18 @@ static int status_of(const char *resp)
 	return code;
 }
 
+/* One request, its status and (when needle) a part of its answer. */
+static void expect(const char *method, const char *path, int status,
+		   const char *needle, const char *what)
+{
+	size_t len;
+	char *r = get(method, path, &len);
+
+	check(status_of(r) == status && (!needle || strstr(r, needle)), "%s",
+	      what);
+	free(r);
+}
+
 static void test_errors(void)
 {
 	struct http_server *h = NULL, *h2 = NULL;
@@ -185,10 +197,8 @@ int main(void)
 	}
 	port = atoi(strrchr(http_address(h), ':') + 1);
 
-	r = get("GET", "/metrics", &len);
-	check(status_of(r) == 503 && strstr(r, "Retry-After: 1"),
-	      "503 before the first publish");
-	free(r);
+	expect("GET", "/metrics", 503, "Retry-After: 1",
+	       "503 before the first publish");
 
 	procs[0] = (struct snap_proc){
 		.pid = 42, .comm = "app", .outstanding_bytes = 12345};
@@ -221,10 +231,8 @@ int main(void)
 	      "/debug/pprof/heap is gzip, once published");
 	free(r);
 	check(!http_publish(h, &snap), "a publish while profiles are wanted");
-	r = get("GET", "/debug/pprof/heap", &len);
-	check(status_of(r) == 200 && strstr(r, "\r\n\r\n\x1f\x8b"),
-	      "while wanted, every publish renders it: served at once");
-	free(r);
+	expect("GET", "/debug/pprof/heap", 200, "\r\n\r\n\x1f\x8b",
+	       "while wanted, every publish renders it: served at once");
 	/* ?debug=1: the text form, wanted (and so rendered) on its own. */
 	{
 		static const char req[] = "GET /debug/pprof/heap?debug=1 "
@@ -252,10 +260,8 @@ int main(void)
 		      strstr(r, "# pid 42 app: outstanding 12345 B"),
 	      "/debug/pprof/heap?debug=1 is Go's text heap profile");
 	free(r);
-	r = get("GET", "/debug/pprof/heap?debug=0", &len);
-	check(status_of(r) == 200 && strstr(r, "\r\n\r\n\x1f\x8b"),
-	      "?debug=0 is the protobuf");
-	free(r);
+	expect("GET", "/debug/pprof/heap?debug=0", 200, "\r\n\r\n\x1f\x8b",
+	       "?debug=0 is the protobuf");
 	/* ?seconds=N, a delta profile: bad values refused with
 	 * net/http/pprof's answers, a good one answered after N seconds. */
 	{
@@ -280,18 +286,13 @@ int main(void)
 			      "?seconds=%s: 400", bad[i]);
 			free(r);
 		}
-		r = get("GET", "/debug/pprof/heap?seconds=", &len);
-		check(status_of(r) == 200 && strstr(r, "\r\n\r\n\x1f\x8b"),
-		      "an empty ?seconds= is the plain profile, as in Go");
-		free(r);
-		r = get("GET", "/debug/pprof/heap?seconds=301", &len);
-		check(status_of(r) == 400 && strstr(r, "exceeds"),
-		      "?seconds=301: 400, past the longest window");
-		free(r);
-		r = get("GET", "/debug/pprof/heap?seconds=1&debug=1", &len);
-		check(status_of(r) == 400 && strstr(r, "incompatible"),
-		      "?seconds with ?debug: 400");
-		free(r);
+		expect("GET", "/debug/pprof/heap?seconds=", 200,
+		       "\r\n\r\n\x1f\x8b",
+		       "an empty ?seconds= is the plain profile, as in Go");
+		expect("GET", "/debug/pprof/heap?seconds=301", 400, "exceeds",
+		       "?seconds=301: 400, past the longest window");
+		expect("GET", "/debug/pprof/heap?seconds=1&debug=1", 400,
+		       "incompatible", "?seconds with ?debug: 400");
 		fd = send_request(req, sizeof(req) - 1);
 		pfd = (struct pollfd){fd, POLLIN, 0};
 		t0 = now_s();
@@ -312,23 +313,12 @@ int main(void)
 		      "?seconds=1 answered a second on (%.2f s)", waited);
 		free(r);
 	}
-	r = get("GET", "/", &len);
-	check(status_of(r) == 200 && strstr(r, "/debug/pprof/heap"),
-	      "/ is an index");
-	free(r);
-	r = get("GET", "/nope", &len);
-	check(status_of(r) == 404, "unknown path: 404");
-	free(r);
-	r = get("GET", "/metrics/../etc/passwd", &len);
-	check(status_of(r) == 404, "dot-dot path: 404");
-	free(r);
-	r = get("POST", "/metrics", &len);
-	check(status_of(r) == 405 && strstr(r, "Allow: GET, HEAD"),
-	      "POST: 405 with Allow");
-	free(r);
-	r = get("DELETE", "/", &len);
-	check(status_of(r) == 405, "DELETE: 405");
-	free(r);
+	expect("GET", "/", 200, "/debug/pprof/heap", "/ is an index");
+	expect("GET", "/nope", 404, NULL, "unknown path: 404");
+	expect("GET", "/metrics/../etc/passwd", 404, NULL, "dot-dot path: 404");
+	expect("POST", "/metrics", 405, "Allow: GET, HEAD",
+	       "POST: 405 with Allow");
+	expect("DELETE", "/", 405, NULL, "DELETE: 405");
 
 	/* A request header far past the per-connection memory limit. */
 	memset(big, 'a', sizeof(big));
@@ -355,9 +345,8 @@ int main(void)
 			close(gone[i]);
 		}
 	}
-	r = get("GET", "/metrics", &len);
-	check(status_of(r) == 200, "served while a slow client waits");
-	free(r);
+	expect("GET", "/metrics", 200, NULL,
+	       "served while a slow client waits");
 	if (slow >= 0) {
 		struct pollfd pfd = {slow, POLLIN, 0};
 		char c;
