@@ -266,9 +266,10 @@ vmtest-ci: $(BUILD)/memtop workloads
 	$(Q)tools/vmtest --matrix --quiet --timeout $(VM_CI_TIMEOUT) --lockup-retries 1 --kernels "$(VM_CI_KERNELS)" --cpus-list 2 -- \
 		'MEMTOP=$$PWD/build/memtop WORKLOADS=$$PWD/build/tests/workloads python3 tests/integration.py $(VM_CI_TESTS)'
 
-# The whole suite under ASan+UBSan, in its own build tree.
+# The whole suite under ASan+UBSan, in its own build tree; its waits twice
+# as long (TIMEOUT_SCALE), as ASan slows memtop down.
 asan:
-	$(Q)$(MAKE) BUILD=build/asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" \
+	$(Q)TIMEOUT_SCALE=$${TIMEOUT_SCALE:-2} $(MAKE) BUILD=build/asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" \
 		OPTFLAGS="-O1 -g" unit-test integration-test tui-test reliability-test \
 		system-test python-test fleet-test growth-test
 

@@ -32,9 +32,12 @@ MEMTOP = os.environ.get("MEMTOP", "")
 WORKLOADS = os.environ.get("WORKLOADS", "")
 VERBOSE = os.environ.get("VERBOSE", "") not in ("", "0")
 INTERVAL = "0.3"
-SCREEN_TIMEOUT = 20  # attach and first frame
-TIMEOUT = 10  # anything else the screen should show
-EXIT_TIMEOUT = 20
+# TIMEOUT_SCALE stretches the waits, as in integration.py (make asan sets 2:
+# an ASan memtop's screen once took over 10 s to show what it shows in 5).
+_SCALE = float(os.environ.get("TIMEOUT_SCALE", "1") or 1)
+SCREEN_TIMEOUT = 20 * _SCALE  # attach and first frame
+TIMEOUT = 10 * _SCALE  # anything else the screen should show
+EXIT_TIMEOUT = 20 * _SCALE
 
 SORT_KEYS = [  # key, sort_field_name(), heading, how values compare
     ("N", "count", "COUNT"),
