@@ -253,10 +253,13 @@ void tui_clamp_sel(int *sel, int n)
 }
 
 /* Put the selection on row found (or keep it), inside the rows, and
- * remember what it points at for the next rebuild. */
+ * remember what it points at for the next rebuild. A selection on the first
+ * row stays there, as top's does: the site it held at the start (one of the
+ * first, small ones) kept the view scrolled down to it once the big sites
+ * sorted above. */
 static void settle_sel(struct tui *t, int found)
 {
-	if (found >= 0)
+	if (found >= 0 && t->sel != 0)
 		t->sel = found;
 	tui_clamp_sel(&t->sel, t->nidx);
 	tui_remember_sel(t);
