@@ -485,6 +485,35 @@ void tracer_close_fds(int *fds, int n)
 	}
 }
 
+/* The samples count the kernel's recursion misses as lost events, all
+ * programs together; which program missed says what ran in its way (a
+ * tracepoint program's misses come from another BPF program, or a bpf()
+ * map operation, holding the CPU's bpf_prog_active). One line each, at
+ * the end, when the counts are final. */
+static void report_misses(struct tracer *t)
+{
+	struct bpf_program *prog;
+
+	if (!t->skel || !t->skel->obj)
+		return;
+	bpf_object__for_each_program(prog, t->skel->obj)
+	{
+		struct bpf_prog_info info = {};
+		__u32 len = sizeof(info);
+		int fd = bpf_program__fd(prog);
+
+		if (fd < 0 || prog == t->skel->progs.growth_thp ||
+		    bpf_obj_get_info_by_fd(fd, &info, &len) ||
+		    !info.recursion_misses)
+			continue;
+		fprintf(stderr,
+			"memtop: %s missed %llu runs (recursion: another "
+			"BPF program was running on its CPU)\n",
+			bpf_program__name(prog),
+			(unsigned long long)info.recursion_misses);
+	}
+}
+
 void tracer_close(struct tracer *t)
 {
 	if (!t)
@@ -506,6 +535,7 @@ void tracer_close(struct tracer *t)
 	destroy_links(t->links, t->nlinks);
 	free(t->links);
 	bpf_link__destroy(t->sites_iter);
+	report_misses(t);
 	unwinder_free(t->uw);
 	free(t->uw_prev);
 	free(t->py_pids);
