@@ -20,6 +20,7 @@ import queue
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -1147,6 +1148,65 @@ NODE_APP = os.path.join(os.path.dirname(os.path.abspath(__file__)),
 NODE_ALLOCATOR = "node::NodeArrayBufferAllocator::Allocate"
 
 
+def elf_sections(path):
+    """{name: (offset, size)} of a 64-bit little-endian ELF file's sections."""
+    with open(path, "rb") as f:
+        h = f.read(64)
+        if h[:4] != b"\x7fELF" or h[4] != 2 or h[5] != 1:
+            return {}
+        shoff, = struct.unpack_from("<Q", h, 0x28)
+        shentsize, shnum, shstrndx = struct.unpack_from("<HHH", h, 0x3a)
+        f.seek(shoff)
+        raw = f.read(shentsize * shnum)
+        shs = [struct.unpack_from("<IIQQQQ", raw, i * shentsize)
+               for i in range(shnum)]
+        if not shs or shstrndx >= shnum:
+            return {}
+        f.seek(shs[shstrndx][4])
+        names = f.read(shs[shstrndx][5])
+        return {names[n:names.index(b"\0", n)].decode(): (off, size)
+                for n, _, _, _, off, size in shs}
+
+
+def elf_unnamed(path):
+    """Why a library's local functions have no names for memtop, or None:
+    no .symtab and no debug file where elfutils looks (build-id, then
+    the .gnu_debuglink name beside it, in .debug/ and under /usr/lib/debug)."""
+    secs = elf_sections(path)
+    if not secs or ".symtab" in secs:
+        return None
+    cands = []
+    with open(path, "rb") as f:
+        if ".note.gnu.build-id" in secs:
+            off, size = secs[".note.gnu.build-id"]
+            f.seek(off + 16)  # namesz, descsz, type, "GNU\0"
+            bid = f.read(size - 16).hex()
+            cands.append("/usr/lib/debug/.build-id/%s/%s.debug" %
+                         (bid[:2], bid[2:]))
+        if ".gnu_debuglink" in secs:
+            off, size = secs[".gnu_debuglink"]
+            f.seek(off)
+            link = f.read(size).split(b"\0")[0].decode()
+            d = os.path.dirname(os.path.realpath(path))
+            cands += [os.path.join(d, link), os.path.join(d, ".debug", link),
+                      "/usr/lib/debug" + os.path.join(d, link)]
+    if any(os.path.exists(c) for c in cands):
+        return None
+    return ("%s has no .symtab and no debug file (%s): V8's local functions "
+            "have no names" % (path, ", ".join(cands) or "no build-id"))
+
+
+def node_elf(node):
+    """The file node's V8 is in: a shared libnode (Debian's) or node."""
+    try:
+        out = subprocess.run(["ldd", node], capture_output=True, text=True,
+                             timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    m = re.search(r"libnode\.so\S*\s+=>\s+(\S+)", out)
+    return m.group(1) if m else os.path.realpath(node)
+
+
 def test_node(ctx):
     """node --perf-basic-prof: Buffers kept by one JavaScript function are
     charged to it (FUNCTION keepBuffers, LOCATION js_buffers.js:LINE), the
@@ -1155,6 +1215,13 @@ def test_node(ctx):
     node = shutil.which("node")
     if not node:
         skip_or_fail("node not installed (Debian: nodejs)")
+    # Debian 12 strips libnode.so.108: the V8 function calling the
+    # allocator for a Buffer has no name, and memtop cannot tell it from
+    # the JavaScript above it (the site is that frame, not the function).
+    why = elf_unnamed(node_elf(node))
+    if why:
+        skip_or_fail(why + " (Debian: install libnode108-dbgsym from "
+                     "debian-debug)")
     with open(NODE_APP) as f:
         line = next(i for i, l in enumerate(f, 1) if "// KEEP" in l)
     hold = int(1500 * _SCALE)
