@@ -856,6 +856,7 @@ static __always_inline int enter(struct pt_regs *ctx, __u32 kind, __u64 a0,
 	st->depth = 1;
 	st->sp0 = sp;
 	st->last_freed = 0;
+	st->pred = 0;
 	st->py_gil = 0;
 	/* An unsampled call still counts in the depth, so that what it calls
 	 * is not taken for an outermost call. So does one too small for

@@ -205,6 +205,8 @@ struct mt_inflight {
 	__u64 stack_id;
 	__u64 last_freed; /* operator delete's pointer, so its free is not
 			     counted twice */
+	__u64 pred; /* what pymalloc was predicted to return: checked at the
+		       return (bpf/pymalloc.bpf.h) */
 	__u32 depth;
 	__u32 kind;
 	__u32 py_gil; /* the outermost call's Python frames were walked: this
@@ -416,7 +418,7 @@ _Static_assert(sizeof(struct mt_live) == 24, "mt_live ABI");
 _Static_assert(sizeof(struct mt_region) == 16, "mt_region ABI");
 _Static_assert(sizeof(struct mt_forget_buf) == 8 + 16 * MT_FORGET_MAX,
 	       "mt_forget_buf ABI");
-_Static_assert(sizeof(struct mt_inflight) == 64, "mt_inflight ABI");
+_Static_assert(sizeof(struct mt_inflight) == 72, "mt_inflight ABI");
 _Static_assert(sizeof(struct mt_site_rec) == 80, "mt_site_rec ABI");
 _Static_assert(sizeof(struct mt_event) == 24, "mt_event ABI");
 _Static_assert(sizeof(struct mt_py_proc) == 88, "mt_py_proc ABI");

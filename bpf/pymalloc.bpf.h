@@ -13,6 +13,15 @@
  * GIL, a nested call) the return probe runs as for every other allocator.
  * A prediction is trusted only after MT_PM_TRUST of them were checked
  * against the real result, and one in MT_PM_RECHECK is checked again.
+ *
+ * _PyObject_Realloc(ctx, p, n) is a session too. realloc(NULL, n) jumps to
+ * _PyObject_Malloc, whose probe sees the call as made from realloc's
+ * caller: the entry lets it. For a block memtop holds, the pool header at
+ * the start of p's 16 KiB pool gives its size class S (szidx): p stays where
+ * it is when 3S/4 < n <= S (the size is updated at the entry, no return),
+ * and otherwise, for n <= 512, moves to the head of n's class as a malloc
+ * would (the block is recorded and the old one freed at the entry; the
+ * call's own _PyObject_Free of p is then passed over).
  */
 #ifndef MEMTOP_PYMALLOC_BPF_H
 #define MEMTOP_PYMALLOC_BPF_H
@@ -83,18 +92,113 @@ __noinline int pm_exit(__u64 ret)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct mt_inflight *st = thread_get(false);
 
-	if (st && st->depth == 1 && st->arg1 &&
-	    (st->kind == MT_K_MALLOC || st->kind == MT_K_CALLOC)) {
-		pm_check(tgid, st->arg1, ret);
-		st->arg1 = 0;
+	if (st && st->depth == 1 && st->pred) {
+		pm_check(tgid, st->pred, ret);
+		st->pred = 0;
 	}
 	return exit_common(ret);
 }
 
+/* pymalloc's pools (64-bit builds with the radix tree, 3.10+: 16 KiB) and
+ * where a pool header keeps its size class. */
+#define PM_POOL_SIZE  (1ull << 14)
+#define PM_POOL_SZIDX 36
+
+/* pr_predict(): what _PyObject_Realloc will do. */
+#define PR_NONE	   0 /* cannot tell: the return probe runs */
+#define PR_DONE	   1 /* resized in place here: skip the return */
+#define PR_INPLACE 2 /* stays in place: check that at the return */
+#define PR_MOVES   3 /* moves within pymalloc: predict as a malloc */
+
 /*
- * The session's entry: what alloc_enter does, then the prediction. 1: the
- * block is recorded, skip the return. A global function taking the
- * context: the program around it keeps a small frame.
+ * A realloc of tgid's block old to n bytes, for an outermost call: where
+ * will the block be? A block memtop holds (this CPU's pending slot, or the
+ * live map) of 1..512 bytes whose size fits the size class in its pool's
+ * header is pymalloc's. A global function: verified once.
+ */
+__noinline __u64 pr_predict(__u32 tgid, __u64 old, __u64 n)
+{
+	struct mt_live_key lk = {.tgid = tgid, .addr = old};
+	struct mt_inflight *st = thread_get(false);
+	struct mt_pymalloc *pm;
+	struct mt_live *lv = NULL;
+	struct pend *p;
+	__u64 k = 0, size = 0, cls, skip;
+	__u32 zero = 0, idx = 0;
+	__s64 delta;
+
+	if (sample_every > 1 || min_size || n - 1 >= 512 || !traced(tgid))
+		return PR_NONE;
+	if (st && st->depth > 0)
+		return PR_NONE;
+	pm = bpf_map_lookup_elem(&py_pymalloc, &tgid);
+	if (!pm || !pm->usedpools || pm->wrong)
+		return PR_NONE;
+	p = bpf_map_lookup_elem(&pending, &zero);
+	if (p) {
+		k = p->key;
+		if (k && !(k & PEND_FLAGS) && PEND_ADDR(k) == old &&
+		    p->tgid == tgid) {
+			size = p->size;
+			if (p->key != k)
+				size = 0; /* the slot moved on meanwhile */
+		} else {
+			k = 0;
+		}
+	}
+	if (!k) {
+		lv = bpf_map_lookup_elem(&live, &lk);
+		if (lv)
+			size = lv->size;
+	}
+	if (size - 1 >= 512 ||
+	    bpf_probe_read_user(
+		    &idx, sizeof(idx),
+		    (void *)((old & ~(PM_POOL_SIZE - 1)) + PM_POOL_SZIDX)) ||
+	    idx >= 32)
+		return PR_NONE;
+	cls = (idx + 1) * 16;
+	/* A block of that class: its request, or an in-place resize. */
+	if (size > cls || (size + 16 <= cls && 4 * size <= 3 * cls))
+		return PR_NONE;
+	if (n > cls || 4 * n <= 3 * cls)
+		return PR_MOVES;
+	if (pm->checked < MT_PM_TRUST)
+		return PR_INPLACE;
+	skip = __sync_fetch_and_add(&pm->skipped, 1);
+	if (!(skip % MT_PM_RECHECK))
+		return PR_INPLACE;
+	delta = (__s64)n - (__s64)size;
+	if (lv) {
+		lv->size = n;
+		account(tgid, lv->stack_id, delta, 0, 0);
+		peak_add(tgid, delta);
+		return PR_DONE;
+	}
+	if (!p || __sync_val_compare_and_swap(&p->key, k, k | PEND_LOCK) != k)
+		return PR_INPLACE; /* taken meanwhile: the return tells */
+	/* Pending: the new size is charged when the block leaves the slot. */
+	p->size = n;
+	peak_add(tgid, delta);
+	if (__sync_val_compare_and_swap(&p->key, k | PEND_LOCK, k) !=
+	    (k | PEND_LOCK)) {
+		/* A free found it locked and left itself to us. */
+		account_pend(tgid, p->stack_id, n, true);
+		peak_add(tgid, -(__s64)n);
+		__sync_lock_test_and_set(&p->key, 0);
+		pend_hint_drop(tgid, old);
+	}
+	return PR_DONE;
+}
+
+/* pm_enter()'s and pr_enter()'s answers. */
+#define PM_RETURN 0 /* the return probe runs */
+#define PM_SKIP	  1 /* done: skip the return */
+#define PM_MOVE	  2 /* skip the return once pm_move() has run */
+
+/*
+ * The session's entry: what alloc_enter does, then the prediction. A global
+ * function taking the context: the program around it keeps a small frame.
  */
 __noinline int pm_enter(struct pt_regs *ctx)
 {
@@ -106,24 +210,83 @@ __noinline int pm_enter(struct pt_regs *ctx)
 	if (kind == MT_K_CALLOC)
 		a0 *= PT_REGS_PARM3(ctx);
 	else if (kind != MT_K_MALLOC)
-		return 0;
+		return PM_RETURN;
 	enter(ctx, (__u32)kind, a0, 0);
 	if (!traced(tgid))
-		return 0;
+		return PM_RETURN;
 	st = thread_get(false);
 	if (!st || st->depth != 1)
-		return 0; /* nested: the return keeps the depth */
+		return PM_RETURN; /* nested: the return keeps the depth */
 	p = pm_predict(tgid, a0, st->py_gil);
 	if (!p)
-		return 0;
+		return PM_RETURN;
 	if (p & 1) {
 		if (st->kind)
 			record_pending(tgid, p & ~1ull, st->arg0, st->stack_id);
 		st->depth = 0;
-		return 1;
+		return PM_SKIP;
 	}
 	if (st->kind)
-		st->arg1 = p;
+		st->pred = p;
+	return PM_RETURN;
+}
+
+/*
+ * The same for _PyObject_Realloc(ctx, old, n), in its own program
+ * (py_realloc_session): with pm_enter's, the verifier walked the stack
+ * capture once per kind, past its 1M instructions.
+ */
+__noinline int pr_enter(struct pt_regs *ctx)
+{
+	__u64 old = PT_REGS_PARM2(ctx), n = PT_REGS_PARM3(ctx), r, p;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct mt_inflight *st;
+
+	if (!old)
+		return PM_SKIP; /* _PyObject_Malloc's probe sees it */
+	r = pr_predict(tgid, old, n);
+	if (r == PR_DONE)
+		return PM_SKIP;
+	enter(ctx, MT_K_REALLOC, old, n);
+	if (r == PR_NONE || !traced(tgid))
+		return PM_RETURN;
+	st = thread_get(false);
+	if (!st || st->depth != 1)
+		return PM_RETURN;
+	if (r == PR_INPLACE) {
+		st->pred = old;
+		return PM_RETURN;
+	}
+	p = pm_predict(tgid, n, st->py_gil);
+	if (!p)
+		return PM_RETURN;
+	if (p & 1) {
+		st->pred = p & ~1ull;
+		st->depth = 0;
+		return PM_MOVE;
+	}
+	st->pred = p;
+	return PM_RETURN;
+}
+
+/*
+ * A trusted move of a realloc: the old block (arg0) freed, the new one
+ * (pred) recorded, and the call's own _PyObject_Free of the old block
+ * passed over (last_freed). Called by the program, not by pm_enter(): the
+ * verifier bounds the stack of a chain of calls.
+ */
+__noinline int pm_move(void)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct mt_inflight *st = thread_get(false);
+
+	if (!st || !st->pred)
+		return 0;
+	if (!release_any(tgid, st->arg0, false))
+		count(MT_CNT_UNKNOWN_FREE);
+	record_pending(tgid, st->pred, st->arg1, st->stack_id);
+	st->last_freed = st->arg0;
+	st->pred = 0;
 	return 0;
 }
 
@@ -138,6 +301,8 @@ NO_PRIVATE_STACK_MAP(nps_py_session);
 SEC("uprobe")
 int BPF_KPROBE(py_alloc_session)
 {
+	int r;
+
 	NO_PRIVATE_STACK(ctx, nps_py_session);
 	if (empty_programs)
 		return 0;
@@ -145,7 +310,29 @@ int BPF_KPROBE(py_alloc_session)
 		pm_exit(PT_REGS_RC(ctx));
 		return 0;
 	}
-	return pm_enter(ctx) ? 1 : 0;
+	r = pm_enter(ctx);
+	return r != PM_RETURN ? 1 : 0;
+}
+
+NO_PRIVATE_STACK_MAP(nps_py_rsession);
+
+/* Entry and return of _PyObject_Realloc, a uprobe session as above. */
+SEC("uprobe")
+int BPF_KPROBE(py_realloc_session)
+{
+	int r;
+
+	NO_PRIVATE_STACK(ctx, nps_py_rsession);
+	if (empty_programs)
+		return 0;
+	if (PT_REGS_IP(ctx) != bpf_get_func_ip(ctx)) {
+		pm_exit(PT_REGS_RC(ctx));
+		return 0;
+	}
+	r = pr_enter(ctx);
+	if (r == PM_MOVE)
+		pm_move();
+	return r != PM_RETURN ? 1 : 0;
 }
 
 #endif /* MEMTOP_PYMALLOC_BPF_H */

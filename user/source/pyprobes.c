@@ -78,7 +78,8 @@ static int pyp_attach_one(struct tracer *t, struct py_probes *pp,
 	bool found = false, is_free = (fn->kind & ~MT_K_CTX_ARG) == MT_K_DELETE;
 	bool session = t->session && pp->usedpools && fn->plain &&
 		       (fn->kind == (MT_K_MALLOC | MT_K_CTX_ARG) ||
-			fn->kind == (MT_K_CALLOC | MT_K_CTX_ARG));
+			fn->kind == (MT_K_CALLOC | MT_K_CTX_ARG) ||
+			fn->kind == (MT_K_REALLOC | MT_K_CTX_ARG));
 	ssize_t n;
 	int fd, err;
 	FILE *f;
@@ -104,12 +105,16 @@ static int pyp_attach_one(struct tracer *t, struct py_probes *pp,
 		delta = 0;
 	off += delta;
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	/* pymalloc's malloc and calloc: one session probe, whose entry skips
-	 * the return where it can tell the result (bpf/pymalloc.bpf.h). */
+	/* pymalloc's malloc, calloc and realloc: one session probe, whose
+	 * entry skips the return where it can tell the result
+	 * (bpf/pymalloc.bpf.h). */
 	if (session)
-		err = discover_attach(t, t->skel->progs.py_alloc_session,
-				      pp->pid, path, &off, &cookie, 1, false,
-				      true);
+		err = discover_attach(
+			t,
+			(fn->kind & ~MT_K_CTX_ARG) == MT_K_REALLOC
+				? t->skel->progs.py_realloc_session
+				: t->skel->progs.py_alloc_session,
+			pp->pid, path, &off, &cookie, 1, false, true);
 	else
 		err = discover_attach(t, t->skel->progs.alloc_enter, pp->pid,
 				      path, &off, &cookie, 1, false, false);

@@ -183,13 +183,17 @@ static int load_bpf(struct tracer *t, const struct tracer_opts *o,
 		bpf_program__set_expected_attach_type(
 			t->skel->progs.alloc_exit, MT_BPF_TRACE_UPROBE_MULTI);
 	}
-	if (t->session)
-		bpf_program__set_expected_attach_type(
-			t->skel->progs.py_alloc_session,
-			MT_BPF_TRACE_UPROBE_SESSION);
-	else
-		bpf_program__set_autoload(t->skel->progs.py_alloc_session,
-					  false);
+	{
+		struct bpf_program *sp[] = {t->skel->progs.py_alloc_session,
+					    t->skel->progs.py_realloc_session};
+
+		for (size_t i = 0; i < sizeof(sp) / sizeof(sp[0]); i++)
+			if (t->session)
+				bpf_program__set_expected_attach_type(
+					sp[i], MT_BPF_TRACE_UPROBE_SESSION);
+			else
+				bpf_program__set_autoload(sp[i], false);
+	}
 	return memtop_bpf__load(t->skel);
 }
 
