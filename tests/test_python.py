@@ -16,7 +16,10 @@ tracemalloc reports inside the server: within 2%; then tracemalloc.stop()
 grow memtop's figure as much again. The site that grew most
 must be the Connection's buffer line in Connection.__init__, called from
 Server.serve_client. PYTHONS="path ..." replaces the host interpreters;
-labels (e.g. sid-3.14 pyenv-3.12) select runs. python_apart: the rows of
+labels (e.g. sid-3.14 pyenv-3.12) select runs, PY_TESTS="python_realloc
+..." the tests. python_realloc: blocks pymalloc resizes (in place, moved,
+from NULL; tests/workloads/py_realloc.py) with tracemalloc's hooks in the
+tables and then pymalloc's own, within 2%. python_apart: the rows of
 one line of tests/workloads/py_apart.py, allocated by several C functions,
 each name their C frame in batch output. Needs root and BPF: a loud
 SKIP (exit 0) otherwise, exit 1 when CI=true.
@@ -38,6 +41,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SERVER = os.path.join(HERE, "workloads", "py_server.py")
 CYCLES = os.path.join(HERE, "workloads", "py_cycles.py")
 APART = os.path.join(HERE, "workloads", "py_apart.py")
+REALLOC = os.path.join(HERE, "workloads", "py_realloc.py")
+REALLOC_N = 20000
 TEST_ROOTS = os.path.join(os.path.dirname(HERE), "tools", "test-roots")
 MEMTOP = os.environ.get("MEMTOP", "")
 N = int(os.environ.get("PY_TEST_CONNECTIONS", "1500"))
@@ -90,22 +95,26 @@ def interpreters():
 class Server:
     """py_server.py under one target; pid is its pid as memtop sees it."""
 
-    def __init__(self, t, env):
+    def __init__(self, t, env, script=SERVER, args=()):
         self.t, self.tmp_in_root = t, None
-        server = SERVER
+        server = script
         if t.root:
             self.tmp_in_root = tempfile.mkdtemp(prefix="memtop-py-",
                                                 dir=os.path.join(t.root, "tmp"))
-            shutil.copy(SERVER, self.tmp_in_root)
-            server = "/tmp/%s/py_server.py" % os.path.basename(self.tmp_in_root)
+            shutil.copy(script, self.tmp_in_root)
+            server = "/tmp/%s/%s" % (os.path.basename(self.tmp_in_root),
+                                     os.path.basename(script))
             argv = ["unshare", "--pid", "--fork", "--mount-proc", "chroot",
                     t.root, t.python, server]
         else:
             argv = [t.python, server]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, env=env)
+        self.proc = subprocess.Popen(argv + list(args), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, env=env)
         f = self.proc.stdout.readline().split()
-        check(len(f) == 3 and f[0] == b"READY", "server did not start: %r" % f)
-        self.ns_pid, self.port = int(f[1]), int(f[2])
+        check(len(f) in (2, 3) and f[0] == b"READY",
+              "server did not start: %r" % f)
+        self.ns_pid = int(f[1])
+        self.port = int(f[2]) if len(f) == 3 else None
         self.pid = self.proc.pid
         if t.root:
             # unshare forked the namespace's PID 1, which became python.
@@ -118,6 +127,12 @@ class Server:
             check(nspid[-1] == str(self.ns_pid) == "1",
                   "server is not PID 1 of its namespace: NSpid %r, says %d" %
                   (nspid, self.ns_pid))
+
+    def ask(self, line):
+        """A command on stdin (scripts that read them), its answer's words."""
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().split()
 
     def stop(self):
         if self.pid != self.proc.pid:
@@ -305,6 +320,90 @@ def run_one(t, tmp):
             errs.append("%d C frames below Connection.__init__ without "
                         "--python-native (expected 1): %r" %
                         (len(inner), top["stack"]))
+        if errs:
+            raise TestFailure("; ".join(errs))
+    finally:
+        if memtop and memtop.poll() is None:
+            memtop.kill()
+        srv.stop()
+
+
+def growth_errors(what, grow_tm, grow_mt, not_seen):
+    """What is wrong with memtop's growth against tracemalloc's."""
+    ratio = grow_mt / grow_tm if grow_tm else float("inf")
+    if "inlines" in not_seen:
+        # A PGO build inlines pymalloc's fast path once the tables hold
+        # pymalloc: memtop says so, and may only miss, never invent (how
+        # much it misses depends on the workload's share of small blocks).
+        if not 0 < ratio <= 1 + TOLERANCE:
+            return ["%s, with inlined calls said unseen, the growth is "
+                    "%.1f%% of the truth" % (what, ratio * 100)]
+        return []
+    if abs(ratio - 1) > TOLERANCE:
+        return ["%s the growth differs by %.1f%% (> %d%%), not seen: %r" %
+                (what, (ratio - 1) * 100, TOLERANCE * 100, not_seen)]
+    return []
+
+
+def run_realloc(t, tmp):
+    """pymalloc's reallocs: blocks grown and shrunk in place, moved to
+    another size class, begun by realloc(NULL), kept
+    (tests/workloads/py_realloc.py). The same batch of items is made with
+    tracemalloc running, and again after tracemalloc.stop() (pymalloc's own
+    functions in the tables: the uprobe session that predicts where a block
+    will be); the second must grow memtop's outstanding bytes by what
+    tracemalloc counted for the first, and the site that grew most is in
+    make()."""
+    srv = Server(t, server_env(), REALLOC, [str(REALLOC_N)])
+    memtop = None
+    try:
+        pid = srv.pid
+        csv_path = os.path.join(tmp, "rea.csv")
+        err_path = os.path.join(tmp, "py.err")
+        r = srv.ask("RUN")  # warm: the interpreter's own first allocations
+        check(r[:1] == [b"DONE"], "bad RUN reply %r" % r)
+        tm1 = int(r[1])
+        memtop = start_memtop(["-p", str(pid), "-b", "-d", "0.5", "--csv",
+                               csv_path, "--csv-top", "0"], err_path)
+        time.sleep(1.0)
+        p1, s1 = sample_after(csv_path, pid, time.time())
+        r = srv.ask("RUN")
+        tm2 = int(r[1])
+        p2, s2 = sample_after(csv_path, pid, time.time())
+        check(srv.ask("TMSTOP") == [b"TMSTOP"], "bad TMSTOP reply")
+        time.sleep(1.5)
+        p3, _ = sample_after(csv_path, pid, time.time())
+        srv.ask("RUN")
+        p4, _ = sample_after(csv_path, pid, time.time())
+        memtop.send_signal(signal.SIGINT)
+        check(memtop.wait(30) == 0, "memtop exited with %s" % memtop.returncode)
+        grow_tm = tm2 - tm1
+        grow1 = int(p2["outstanding_bytes"]) - int(p1["outstanding_bytes"])
+        grow2 = int(p4["outstanding_bytes"]) - int(p3["outstanding_bytes"])
+        # While tracemalloc runs, its own traces (raw mallocs in its hooks)
+        # grow the process too, in table-sized steps: that batch is shown,
+        # and the batch after tracemalloc.stop() is held to its figure.
+        print("  %s: %d items: tracemalloc +%d B, memtop +%d B while it runs "
+              "(%+.2f%%: its traces included); after tracemalloc.stop() "
+              "memtop +%d B (%+.2f%%), lost %s, not seen: %r" %
+              (t.label, REALLOC_N, grow_tm, grow1, (grow1 / grow_tm - 1) * 100,
+               grow2, (grow2 / grow_tm - 1) * 100, p4["lost_events"],
+               p4["not_seen"]), flush=True)
+        errs = growth_errors("after tracemalloc.stop()", grow_tm, grow2,
+                             p4["not_seen"])
+        growth = sorted(((int(r["outstanding_bytes"]) -
+                          (int(s1[sid]["outstanding_bytes"]) if sid in s1
+                           else 0), r) for sid, r in s2.items()),
+                        key=lambda g: -g[0])
+        check(growth, "no site rows")
+        top = growth[0][1]
+        print("  top site by growth: +%d B  %s  %s  [%s]" %
+              (growth[0][0], top["function"], top["location"],
+               top["stack"][-120:]), flush=True)
+        # 3.11's comprehensions are functions of their own, called by make.
+        if "make" not in top["stack"].split(";"):
+            errs.append("top site is %s %s, not called by make(): %r" %
+                        (top["function"], top["location"], top["stack"]))
         if errs:
             raise TestFailure("; ".join(errs))
     finally:
@@ -584,7 +683,11 @@ def main():
         for name, fn in (("python_server", run_one),
                          ("python_native", run_native),
                          ("python_apart", run_apart), ("python_gc", run_gc),
-                         ("python_types", run_types)):
+                         ("python_types", run_types),
+                         ("python_realloc", run_realloc)):
+            if os.environ.get("PY_TESTS") and \
+                    name not in os.environ["PY_TESTS"].split():
+                continue
             t0 = time.monotonic()
             ran += 1
             try:
