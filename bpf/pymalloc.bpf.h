@@ -284,7 +284,9 @@ __noinline int pm_move(void)
 		return 0;
 	if (!release_any(tgid, st->arg0, false))
 		count(MT_CNT_UNKNOWN_FREE);
-	record_pending(tgid, st->pred, st->arg1, st->stack_id);
+	/* Straight into the live map, as the return did: a grown block
+	 * tends to live on, and the CPU's pending slot is for the young. */
+	record(tgid, st->pred, st->arg1, st->stack_id);
 	st->last_freed = st->arg0;
 	st->pred = 0;
 	return 0;
