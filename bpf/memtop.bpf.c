@@ -800,6 +800,17 @@ static __always_inline void record(__u32 tgid, __u64 addr, __u64 size,
 		live_enter(tgid, addr, size, stack_id, true);
 }
 
+/* A live block resized in place (realloc): its site's bytes follow. */
+static __always_inline void live_resize(__u32 tgid, struct mt_live *lv,
+					__u64 size)
+{
+	__s64 delta = (__s64)size - (__s64)lv->size;
+
+	lv->size = size;
+	account(tgid, lv->stack_id, delta, 0, 0);
+	peak_add(tgid, delta);
+}
+
 /* The per-CPU pending slots: where most blocks live and die. */
 #include "pending.bpf.h"
 
@@ -953,11 +964,7 @@ static __always_inline int exit_common(__u64 ret)
 			lv = bpf_map_lookup_elem(&live, &lk);
 
 			if (lv) {
-				__s64 delta = (__s64)size - (__s64)lv->size;
-
-				lv->size = size;
-				account(tgid, lv->stack_id, delta, 0, 0);
-				peak_add(tgid, delta);
+				live_resize(tgid, lv, size);
 			} else {
 				record(tgid, ret, size, st->stack_id);
 			}

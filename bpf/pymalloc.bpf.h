@@ -34,6 +34,17 @@ struct {
 } py_pymalloc SEC(".maps");
 
 /*
+ * May a prediction be acted on without its return? Only after MT_PM_TRUST
+ * were checked right, and never for one in MT_PM_RECHECK.
+ */
+static __always_inline bool pm_trusted(struct mt_pymalloc *pm)
+{
+	if (pm->checked < MT_PM_TRUST)
+		return false;
+	return __sync_fetch_and_add(&pm->skipped, 1) % MT_PM_RECHECK != 0;
+}
+
+/*
  * What pymalloc will return for an n-byte request of tgid's current thread:
  * 0 when that cannot be told; the address with bit 0 set when the
  * prediction is trusted (record it, skip the return), without it when it
@@ -43,7 +54,7 @@ __noinline __u64 pm_predict(__u32 tgid, __u64 n, __u32 gil)
 {
 	struct mt_pymalloc *pm;
 	struct mt_py_proc *pp;
-	__u64 pool, bp, k;
+	__u64 pool, bp;
 
 	if (n - 1 >= 512)
 		return 0;
@@ -63,10 +74,7 @@ __noinline __u64 pm_predict(__u32 tgid, __u64 n, __u32 gil)
 	bp = py_read(pool + 8);
 	if (!bp || (bp & 15))
 		return 0;
-	if (pm->checked < MT_PM_TRUST)
-		return bp;
-	k = __sync_fetch_and_add(&pm->skipped, 1);
-	return k % MT_PM_RECHECK ? bp | 1 : bp;
+	return pm_trusted(pm) ? bp | 1 : bp;
 }
 
 /* The return of a call whose result was predicted: right or wrong? */
@@ -123,7 +131,7 @@ __noinline __u64 pr_predict(__u32 tgid, __u64 old, __u64 n)
 	struct mt_pymalloc *pm;
 	struct mt_live *lv = NULL;
 	struct pend *p;
-	__u64 k = 0, size = 0, cls, skip;
+	__u64 k = 0, size = 0, cls;
 	__u32 zero = 0, idx = 0;
 	__s64 delta;
 
@@ -163,18 +171,13 @@ __noinline __u64 pr_predict(__u32 tgid, __u64 old, __u64 n)
 		return PR_NONE;
 	if (n > cls || 4 * n <= 3 * cls)
 		return PR_MOVES;
-	if (pm->checked < MT_PM_TRUST)
+	if (!pm_trusted(pm))
 		return PR_INPLACE;
-	skip = __sync_fetch_and_add(&pm->skipped, 1);
-	if (!(skip % MT_PM_RECHECK))
-		return PR_INPLACE;
-	delta = (__s64)n - (__s64)size;
 	if (lv) {
-		lv->size = n;
-		account(tgid, lv->stack_id, delta, 0, 0);
-		peak_add(tgid, delta);
+		live_resize(tgid, lv, n);
 		return PR_DONE;
 	}
+	delta = (__s64)n - (__s64)size;
 	if (!p || __sync_val_compare_and_swap(&p->key, k, k | PEND_LOCK) != k)
 		return PR_INPLACE; /* taken meanwhile: the return tells */
 	/* Pending: the new size is charged when the block leaves the slot. */
