@@ -138,6 +138,18 @@ static __always_inline void uw_end_count(__u32 why)
 		*v += 1; /* per-CPU: no atomic needed */
 }
 
+/*
+ * v, as a value the verifier does not know: a global function's result.
+ * Frame counts leave the open-coded walk below as a different constant
+ * per frame; laundered, the paths after it are checked once, not once per
+ * count (which took the allocator program past the verifier's limit).
+ */
+__noinline __u32 uw_opaque(__u32 v)
+{
+	asm volatile("" : "+r"(v)); /* nor does the compiler */
+	return v;
+}
+
 /* A word of the stack: from the chunk read at entry when it covers it. */
 static __always_inline int uw_read(struct uw_walk *w, __u64 addr, __u64 *val)
 {
@@ -145,7 +157,7 @@ static __always_inline int uw_read(struct uw_walk *w, __u64 addr, __u64 *val)
 
 	if (w->chunk && addr >= w->chunk_sp && off <= sizeof(w->chunk->w) - 8 &&
 	    !(off & 7)) {
-		*val = w->chunk->w[(off / 8) & (CHUNK_WORDS - 1)];
+		*val = w->chunk->w[uw_opaque(off / 8) & (CHUNK_WORDS - 1)];
 		return 0;
 	}
 	return bpf_probe_read_user(val, sizeof(*val), (void *)addr);
@@ -416,18 +428,6 @@ next:
 		return 1;
 	}
 	return 0;
-}
-
-/*
- * v, as a value the verifier does not know: a global function's result.
- * Frame counts leave the open-coded walk below as a different constant
- * per frame; laundered, the paths after it are checked once, not once per
- * count (which took the allocator program past the verifier's limit).
- */
-__noinline __u32 uw_opaque(__u32 v)
-{
-	asm volatile("" : "+r"(v)); /* nor does the compiler */
-	return v;
 }
 
 /*

@@ -1332,8 +1332,40 @@ def test_node(ctx):
                                                   named[0]))
 
 
+VERIFIER_LIMIT = 1000000  # instructions the kernel's verifier processes
+
+
+def test_verifier(ctx):
+    """Every BPF program loads with room to spare on this kernel, in exact
+    and in growth mode: the verifier processed at most 85% of its limit of
+    1M instructions for each (MEMTOP_VERIFIER_STATS=1). How much it explores
+    differs between kernel builds: the same object took 505k instructions
+    for growth_charge on one 6.18 build and failed on another at 1M."""
+    w = ctx.workload("gt_basic")
+    w.wait_ready()
+    env = dict(os.environ, MEMTOP_VERIFIER_STATS="1")
+    for mode in ([], ["--growth"]):
+        r = subprocess.run([MEMTOP, "-b", "-d", "0.2", "-n", "1"] + mode +
+                           ["-p", str(w.pid)], env=env, timeout=6 * ATTACH_TIMEOUT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           universal_newlines=True)
+        what = "memtop %s" % " ".join(mode or ["(exact)"])
+        check(r.returncode == 0, "%s exited %d: %s" % (what, r.returncode,
+                                                      r.stderr[-300:]))
+        got = re.findall(r"memtop: verifier: (\S+) (\d+) insns", r.stderr)
+        check(got, "%s printed no verifier stats: %s" % (what, r.stderr[-300:]))
+        worst = max(got, key=lambda g: int(g[1]))
+        ctx.notes.append("%s: %d programs, the largest %s at %s insns" %
+                         (what, len(got), worst[0], worst[1]))
+        for name, insns in got:
+            check(int(insns) <= VERIFIER_LIMIT * 85 // 100,
+                  "%s: %s took %s of the verifier's %d instructions" %
+                  (what, name, insns, VERIFIER_LIMIT))
+
+
 TESTS = [
     ("basic", simple_test("gt_basic")),
+    ("verifier", test_verifier),
     ("threads", simple_test("gt_threads", stack_root="worker")),
     ("xfree", test_xfree),
     ("depth", test_depth),

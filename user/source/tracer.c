@@ -117,6 +117,64 @@ static bool exit_has_group_dead(void)
 }
 
 /*
+ * MEMTOP_VERIFIER_STATS=1: after the load, one stderr line per program with
+ * what the verifier spent on it (instructions processed of its 1M limit,
+ * states). How far each program is from the limit differs between kernels
+ * (the same object took 505k instructions on one 6.18 build and over 1M on
+ * another), so the tests check the headroom on the kernel they run on.
+ */
+#define VSTATS_LOG (1u << 20)
+
+static char **vstats_arm(struct bpf_object *obj)
+{
+	struct bpf_program *prog;
+	char **bufs;
+	size_t n = 0, k = 0;
+
+	if (!getenv("MEMTOP_VERIFIER_STATS"))
+		return NULL;
+	bpf_object__for_each_program(prog, obj) n++;
+	bufs = calloc(n + 1, sizeof(*bufs));
+	if (!bufs)
+		return NULL;
+	bpf_object__for_each_program(prog, obj)
+	{
+		bufs[k] = calloc(1, VSTATS_LOG);
+		if (bufs[k] && bpf_program__autoload(prog)) {
+			bpf_program__set_log_level(prog, 4);
+			bpf_program__set_log_buf(prog, bufs[k], VSTATS_LOG);
+		}
+		k++;
+	}
+	return bufs;
+}
+
+static void vstats_print(struct bpf_object *obj, char **bufs)
+{
+	struct bpf_program *prog;
+	size_t k = 0;
+
+	if (!bufs)
+		return;
+	bpf_object__for_each_program(prog, obj)
+	{
+		const char *st = bufs[k] ? strstr(bufs[k], "processed ") : NULL;
+		unsigned long insns, states;
+
+		if (st && sscanf(st,
+				 "processed %lu insns (limit %*u) "
+				 "max_states_per_insn %*u total_states %lu",
+				 &insns, &states) == 2)
+			fprintf(stderr,
+				"memtop: verifier: %s %lu insns %lu states\n",
+				bpf_program__name(prog), insns, states);
+		bpf_program__set_log_buf(prog, NULL, 0);
+		free(bufs[k++]);
+	}
+	free(bufs);
+}
+
+/*
  * Open, configure and load the BPF object. The sites iterator is a tracing
  * program, which kernels without BTF (and sandboxes that deny tracing
  * programs) refuse, and the whole object with it: then load_bpf is tried
@@ -125,6 +183,7 @@ static bool exit_has_group_dead(void)
 static int load_bpf(struct tracer *t, const struct tracer_opts *o,
 		    bool with_iter, bool task_storage)
 {
+	char **vstats;
 	int err;
 
 	t->skel = memtop_bpf__open();
@@ -194,7 +253,10 @@ static int load_bpf(struct tracer *t, const struct tracer_opts *o,
 			else
 				bpf_program__set_autoload(sp[i], false);
 	}
-	return memtop_bpf__load(t->skel);
+	vstats = vstats_arm(t->skel->obj);
+	err = memtop_bpf__load(t->skel);
+	vstats_print(t->skel->obj, vstats);
+	return err;
 }
 
 int tracer_open(struct tracer **out, const struct tracer_opts *o)
