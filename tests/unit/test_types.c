@@ -353,12 +353,69 @@ static void test_regions(void)
 	sample_free(&raw);
 }
 
+/*
+ * Hundreds of blocks in each region (a pool of small objects), given in a
+ * scattered order, over refreshes: every one is named and counted, the
+ * second refresh reads none, and a refresh begun and never ended (its
+ * reading failed) leaves nothing half done.
+ */
+static void blocks_dense(struct objects *o, int n)
+{
+	for (int k = 0; k < n; k++) {
+		int i = (k * 37) % n; /* n is not a multiple of 37 */
+
+		objects_block(o, 7, 0x18000 + (uint64_t)i * 0x20, 28,
+			      200 + (uint64_t)i % 5);
+	}
+}
+
+static void test_dense(void)
+{
+	enum { N = (0x30000 - 0x18000) / 0x20 };
+	struct raw_sample raw = {0};
+	const struct raw_type *t;
+	const struct raw_proc *p;
+	struct pyt_layout l;
+	struct objects *o;
+
+	build();
+	for (int i = 0; i < N; i++)
+		put_obj(0x18000 + (uint64_t)i * 0x20, T_INT);
+	pyt_layout_for(12, &l);
+	check(objects_new(&o, 0) == 0, "objects_new");
+	objects_set_process(o, 7, &l, fake_readv);
+	objects_begin(o);
+	blocks_dense(o, N);
+	for (int round = 0; round < 2; round++) {
+		sample_reset(&raw);
+		sample_add_proc(&raw, 7);
+		nreadv = 0;
+		objects_begin(o);
+		blocks_dense(o, N);
+		check(objects_end(o, &raw) == 0, "objects_end");
+		p = sample_find_proc(&raw, 7);
+		t = find_type(&raw, "int");
+		check(p && t && p->obj_typed == N && p->obj_untyped == 0 &&
+			      p->obj_unread == 0 && t->objects == N &&
+			      t->nsites == 5,
+		      "refresh %d: %d ints, 512 a region, all named (%lld), "
+		      "5 sites",
+		      round, N, t ? (long long)t->objects : -1LL);
+		if (round)
+			check(nreadv == 0, "second refresh: no reads (%d)",
+			      nreadv);
+	}
+	objects_free(o);
+	sample_free(&raw);
+}
+
 int main(void)
 {
 	build();
 	test_decoder();
 	test_reader();
 	test_regions();
+	test_dense();
 	printf("%d checks, %d failed\n", checks, failures);
 	return failures ? 1 : 0;
 }

@@ -1,73 +1,126 @@
 /*
- * The object reader (see objects.h). Per process, two open-addressing
- * tables of live blocks (this refresh's and the last), so a block keeps the
- * type found for it while it lives and only new blocks are read; a type
- * cache by type address, each type validated and named once; and per
- * refresh a table of (type, site) sums. The blocks to read are grouped by
- * the 16 KiB region they start in (a pymalloc pool: pymalloc packs small
- * objects into them), the regions put in address order and merged into
- * ranges, so a million blocks cost a few thousand process_vm_readv iovecs,
- * not a million, and one counting pass orders them instead of a sort. The
- * ranges are read a megabyte at a time into one buffer and named while it is
- * in cache.
+ * The object reader (see objects.h). Per process, two tables of live blocks
+ * (this refresh's and the last), so a block keeps the type found for it
+ * while it lives and only new blocks are read; a type cache by type address,
+ * each type validated and named once; and per refresh a table of (type,
+ * site) sums. The tables are made of 2 MiB segments kept from one refresh to
+ * the next, on huge pages where the kernel gives them: a million blocks are
+ * 32 MB, and a table grown by realloc or allocated anew at each refresh
+ * costs a page fault every 4 KiB of it. A new block is given, as it
+ * arrives, its place among the blocks to read of the 16 KiB region it starts
+ * in (a pymalloc pool: pymalloc packs small objects into them), in chunks
+ * chained per region, so no pass over the table groups them. The regions
+ * are put in address order and merged into ranges, so a million blocks cost
+ * a few thousand process_vm_readv iovecs, not a million; the ranges are read
+ * a megabyte at a time into one buffer and named while it is in cache, and
+ * the pass that sums the types fetches each answer into the table.
  */
 #define _GNU_SOURCE /* process_vm_readv */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include "util/array.h"
 #include "python/objects.h"
 #include "python/python.h"
 
-#define T_UNREAD     (-1)
-#define T_UNTYPED    (-2)
+#define T_UNREAD  (-1)
+#define T_UNTYPED (-2)
+/* Read this refresh: its answer is todo[slot] until the table fetches it. */
+#define T_PENDING    (-3)
 #define RANGE_GAP    512 /* blocks this close share one read */
 #define RANGE_MAX    (64 << 10)
 #define IOV_BATCH    1024
 #define REGION_SHIFT 14	       /* pymalloc's pool size, 16 KiB since 3.10 */
 #define READ_BATCH   (1 << 20) /* bytes a process_vm_readv call */
+#define CHUNK_MAX    64	       /* slots in a region's chunk of todo, at most */
+#define FETCH_AHEAD  16	       /* blocks */
+#define PEND_AHEAD   8	       /* blocks, a power of 2 */
 
 struct blk {
-	uint64_t addr; /* 0: empty slot */
+	uint64_t addr;
 	uint64_t stack_id;
 	uint64_t size;
-	int32_t type; /* index into types (a canonical one), or T_* */
-	/* While it is being read: its region, then its place in todo. */
-	uint32_t region;
+	int32_t type;  /* index into types (a canonical one), or T_* */
+	uint32_t slot; /* T_PENDING: its place in todo */
 };
 
-/* A block to read, with what the reading needs: grouped by region and
- * walked in address order without touching the block table until the
- * answer, which replaces it, in the order of the walk, and is fetched by
- * the table's pass in its own order (a million answers stored in address
- * order into an array in table order would be as many random stores, each
- * a cache miss; the fetches are independent loads, which overlap). Four
- * bytes: the grouping's scattered stores miss once a cache line, and the
- * fetches hit an array half as large. */
+/* A table of blocks: segments of SEG_BLKS, each 2 MiB and aligned to it,
+ * so the kernel can back one with a huge page (a fault, not 512). */
+#define SEG_SHIFT 16
+#define SEG_BLKS  ((size_t)1 << SEG_SHIFT)
+#define SEG_BYTES (SEG_BLKS * sizeof(struct blk))
+_Static_assert(SEG_BYTES == 2u << 20, "a table segment is a huge page");
+
+struct btab {
+	struct blk **seg;
+	size_t nseg, seg_cap; /* segments held; room in seg */
+	size_t n;	      /* blocks */
+};
+
+/* A block to read, in its region's chunk of todo: first its address inside
+ * the region (REGION_SHIFT bits) above its size, at most TODO_SIZE_MAX
+ * (only compared to a type's basic size, which no type has as large), then
+ * the answer, stored over it. Four bytes: the scattered stores miss once a
+ * cache line, and the table's fetches hit an array half as large. A
+ * chunk's first element is the index of the region's next chunk (0: none;
+ * chunks are laid one after the other, so a next one is never at 0). */
 union todo {
-	/* Its address inside its region (REGION_SHIFT bits) above its size,
-	 * at most TODO_SIZE_MAX: only compared to a type's basic size, which
-	 * no type has as large. */
 	uint32_t at_size;
-	int32_t type; /* the answer, once named */
+	int32_t type;
+	uint32_t next;
 };
 #define TODO_SIZE_BITS (32 - REGION_SHIFT)
 #define TODO_SIZE_MAX  ((1u << TODO_SIZE_BITS) - 1)
 
-/* The blocks to read that start in one 16 KiB region. */
+/*
+ * The blocks to read that start in one 16 KiB region, in an open-addressing
+ * table of these (a block's lookup is one load, not an index's then an
+ * entry's: a million of them in random order, each a likely cache miss).
+ * Its chunks of todo hold 1, 2, 4 .. CHUNK_MAX slots, then CHUNK_MAX each,
+ * so a region of one block wastes none and a pool of hundreds has a few.
+ */
 struct region {
-	uint64_t key;	      /* address >> REGION_SHIFT */
-	uint64_t lo, hi;      /* the span of their heads */
-	uint32_t count, next; /* blocks; where the next one goes in todo2 */
-	uint32_t range;	      /* its range in the current read batch */
-	uint32_t buf_off;     /* lo's place in the buffer */
+	uint64_t key;	       /* address >> REGION_SHIFT, + 1; 0: empty slot */
+	uint32_t count, first; /* blocks; its first chunk */
+	uint32_t tail;	       /* where its next block goes */
+	uint16_t lo, hi;       /* the span of their heads, from its start */
+	uint32_t range;	       /* its range in the current read batch */
+	uint32_t buf_off;      /* lo's place in the buffer */
 };
+_Static_assert((1u << REGION_SHIFT) + PYT_HEAD_BYTES <= UINT16_MAX,
+	       "a head's end in its region fits region.hi");
+
+static uint64_t region_base(const struct region *g)
+{
+	return (g->key - 1) << REGION_SHIFT;
+}
+
+static uint32_t todo_at(const union todo *b)
+{
+	return b->at_size >> TODO_SIZE_BITS;
+}
 
 static uint64_t todo_addr(const struct region *g, const union todo *b)
 {
-	return g->key << REGION_SHIFT | b->at_size >> TODO_SIZE_BITS;
+	return region_base(g) | todo_at(b);
+}
+
+/* The slots of the chunk a region's next block starts, after count blocks
+ * (when chunk_full). */
+static uint32_t chunk_next_cap(uint32_t count)
+{
+	return count + 1 < CHUNK_MAX ? count + 1 : CHUNK_MAX;
+}
+
+/* Whether count blocks fill a region's chunks exactly: count is 0, 1, 3, 7
+ * .. 63, 127, 191 .. */
+static bool chunk_full(uint32_t count)
+{
+	return count < 2 * CHUNK_MAX - 1 ? !(count & (count + 1))
+					 : !((count + 1) & (CHUNK_MAX - 1));
 }
 
 static uint32_t todo_size(const union todo *b)
@@ -86,6 +139,18 @@ struct tinfo {
 	struct pyt_type t;
 };
 
+/* What naming a block needs of a candidate type, by its address, in a small
+ * direct-mapped cache in front of the types' table: a block's lookup is
+ * then a load and a compare, most often in L1. */
+#define TCACHE_BITS 9
+#define TCACHE_SIZE (1u << TCACHE_BITS)
+struct tcache {
+	uint64_t addr;	   /* 0: empty */
+	int32_t canon;	   /* T_UNTYPED: refused */
+	uint32_t pre;	   /* tinfo.pre */
+	uint64_t min_size; /* tinfo.min_size */
+};
+
 struct agg {
 	int32_t type; /* -1: empty slot */
 	uint64_t stack_id;
@@ -97,20 +162,26 @@ struct oproc {
 	bool checked, python;
 	struct pyt_layout lay;
 	objects_readv_fn readv;
-	struct blk *cur, *old; /* this refresh's blocks, the last one's */
-	size_t cur_cap, ncur, old_cap, nold, cursor;
+	struct btab cur, old; /* this refresh's blocks, the last one's */
+	size_t cursor;
 	uint32_t *oidx; /* hash index of old: its index + 1 */
 	size_t oidx_cap;
 	bool oidx_ok;
+	/* This refresh's blocks to read (at most max_reads), by region. */
+	size_t npending;
+	union todo *todo;
+	size_t ntodo, todo_cap;
+	struct region *regs; /* open addressing, by key */
+	size_t nregs, regs_cap;
+	int err; /* a block that could not be given its place: -ENOMEM */
+	struct blk *ring[PEND_AHEAD]; /* pend_later's blocks */
+	unsigned nring, ring_at;
 	struct tinfo *types;
 	size_t ntypes, types_cap;
 	uint32_t *tmap; /* type address -> index + 1 */
 	size_t tmap_cap;
 	uint64_t bad_types;
-	/* The last candidate looked up and its tinfo index + 1 (0: refused):
-	 * a pool's blocks are of one size, often of one type. */
-	uint64_t memo_addr;
-	uint32_t memo;
+	struct tcache tc[TCACHE_SIZE];
 	struct agg *agg;
 	size_t agg_cap;
 };
@@ -119,13 +190,8 @@ struct objects {
 	unsigned max_reads;
 	struct oproc *procs;
 	size_t nprocs, procs_cap;
-	size_t last;	  /* index + 1 of the last process looked up */
-	union todo *todo; /* the blocks to read, by region */
-	size_t todo_cap;
-	struct region *regs;
-	size_t nregs, regs_cap;
-	uint32_t *rmap; /* region key -> index + 1 */
-	size_t rmap_cap;
+	size_t last; /* index + 1 of the last process looked up */
+	/* The reading's buffers, shared by the processes. */
 	uint32_t *rorder; /* regions by address */
 	size_t rorder_cap;
 	uint8_t *buf;
@@ -142,6 +208,57 @@ static uint64_t mix(uint64_t h)
 	h *= 0xbf58476d1ce4e5b9ull;
 	h ^= h >> 29;
 	return h;
+}
+
+/* ---- tables of blocks ---- */
+
+static struct blk *bt_at(const struct btab *t, size_t i)
+{
+	return &t->seg[i >> SEG_SHIFT][i & (SEG_BLKS - 1)];
+}
+
+/* One more segment, aligned to its size (mapped twice as large, the rest
+ * given back). Only from the second on are huge pages asked for: a process
+ * of a few blocks costs the 4 KiB pages it touches, not 2 MiB. */
+static int bt_grow(struct btab *t)
+{
+	uint8_t *m, *a;
+
+	if (ARRAY_RESERVE(t->seg, t->seg_cap, t->nseg + 1))
+		return -ENOMEM;
+	m = mmap(NULL, 2 * SEG_BYTES, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return -ENOMEM;
+	a = (uint8_t *)(((uintptr_t)m + SEG_BYTES - 1) & ~(SEG_BYTES - 1));
+	if (a > m)
+		munmap(m, (size_t)(a - m));
+	munmap(a + SEG_BYTES, (size_t)(m + SEG_BYTES - a));
+	if (t->nseg)
+		(void)madvise(a, SEG_BYTES, MADV_HUGEPAGE);
+	t->seg[t->nseg++] = (struct blk *)a;
+	return 0;
+}
+
+static struct blk *bt_push(struct btab *t)
+{
+	if (t->n == t->nseg << SEG_SHIFT && bt_grow(t))
+		return NULL;
+	return bt_at(t, t->n++);
+}
+
+/* Give back the segments past the first keep. */
+static void bt_trim(struct btab *t, size_t keep)
+{
+	while (t->nseg > keep)
+		munmap(t->seg[--t->nseg], SEG_BYTES);
+}
+
+static void bt_free(struct btab *t)
+{
+	bt_trim(t, 0);
+	free(t->seg);
+	memset(t, 0, sizeof(*t));
 }
 
 int objects_new(struct objects **out, unsigned max_reads)
@@ -205,24 +322,24 @@ static bool check_python(struct oproc *p)
 
 /*
  * The blocks come in the live map's order, the same from one read to the
- * next but for what was freed or added: this refresh's blocks are an array
+ * next but for what was freed or added: this refresh's blocks are a table
  * in that order, and each is looked for first where the cursor into the
- * last refresh's array stands (one compare, in sequence), and only on a
- * miss through a hash index of that array, built at the first miss.
+ * last refresh's table stands (one compare, in sequence), and only on a
+ * miss through a hash index of that table, built at the first miss.
  */
 static int old_index(struct oproc *p)
 {
 	size_t cap = 1024;
 
-	while (cap < 2 * p->nold)
+	while (cap < 2 * p->old.n)
 		cap *= 2;
 	free(p->oidx);
 	p->oidx = calloc(cap, sizeof(*p->oidx));
 	if (!p->oidx)
 		return -ENOMEM;
 	p->oidx_cap = cap;
-	for (size_t i = 0; i < p->nold; i++) {
-		size_t j = mix(p->old[i].addr) & (cap - 1);
+	for (size_t i = 0; i < p->old.n; i++) {
+		size_t j = mix(bt_at(&p->old, i)->addr) & (cap - 1);
 
 		while (p->oidx[j])
 			j = (j + 1) & (cap - 1);
@@ -233,16 +350,23 @@ static int old_index(struct oproc *p)
 
 static const struct blk *old_find(struct oproc *p, uint64_t addr)
 {
-	if (p->cursor < p->nold && p->old[p->cursor].addr == addr)
-		return &p->old[p->cursor++];
-	if (!p->nold || (!p->oidx_ok && (old_index(p) || !(p->oidx_ok = true))))
+	const struct blk *b;
+
+	if (p->cursor < p->old.n) {
+		b = bt_at(&p->old, p->cursor);
+		if (b->addr == addr) {
+			p->cursor++;
+			return b;
+		}
+	}
+	if (!p->old.n ||
+	    (!p->oidx_ok && (old_index(p) || !(p->oidx_ok = true))))
 		return NULL;
 	for (size_t j = mix(addr) & (p->oidx_cap - 1); p->oidx[j];
 	     j = (j + 1) & (p->oidx_cap - 1)) {
-		const struct blk *b = &p->old[p->oidx[j] - 1];
-
+		b = bt_at(&p->old, p->oidx[j] - 1);
 		if (b->addr == addr) {
-			p->cursor = (size_t)(b - p->old) + 1;
+			p->cursor = p->oidx[j];
 			return b;
 		}
 	}
@@ -253,23 +377,142 @@ void objects_begin(struct objects *o)
 {
 	for (size_t i = 0; i < o->nprocs; i++) {
 		struct oproc *p = &o->procs[i];
-		struct blk *t = p->old;
-		size_t cap = p->old_cap;
+		struct btab t = p->old;
+		size_t keep;
 
 		p->old = p->cur;
-		p->old_cap = p->cur_cap;
-		p->nold = p->ncur;
 		p->cur = t;
-		p->cur_cap = cap;
-		p->ncur = 0;
-		/* As many blocks as the last time, most likely: room for them
-		 * at once, not by doubling (each a copy of the table). On a
-		 * failure objects_block grows it as it goes. */
-		(void)array_reserve((void **)&p->cur, &p->cur_cap,
-				    p->nold + p->nold / 8, sizeof(*p->cur));
+		p->cur.n = 0;
+		/* Room for as many blocks as the last time, and a quarter:
+		 * the rest is given back. */
+		keep = (p->old.n + p->old.n / 4 + SEG_BLKS - 1) >> SEG_SHIFT;
+		bt_trim(&p->cur, keep > 1 ? keep : 1);
 		p->cursor = 0;
 		p->oidx_ok = false;
+		if (p->nregs)
+			memset(p->regs, 0, p->regs_cap * sizeof(*p->regs));
+		/* As much todo as the last time, at once, not by doubling. */
+		(void)ARRAY_RESERVE(p->todo, p->todo_cap, p->ntodo);
+		p->nregs = p->ntodo = p->npending = 0;
+		p->nring = 0;
+		p->err = 0;
 	}
+}
+
+static size_t head_len(uint64_t size)
+{
+	return size < PYT_HEAD_BYTES ? size : PYT_HEAD_BYTES;
+}
+
+static int regs_grow(struct oproc *p)
+{
+	size_t ncap = p->regs_cap ? p->regs_cap * 2 : 1024;
+	struct region *nt = calloc(ncap, sizeof(*nt));
+
+	if (!nt)
+		return -ENOMEM;
+	for (size_t i = 0; i < p->regs_cap; i++) {
+		size_t j;
+
+		if (!p->regs[i].key)
+			continue;
+		j = mix(p->regs[i].key) & (ncap - 1);
+		while (nt[j].key)
+			j = (j + 1) & (ncap - 1);
+		nt[j] = p->regs[i];
+	}
+	free(p->regs);
+	p->regs = nt;
+	p->regs_cap = ncap;
+	return 0;
+}
+
+/* The region that starts at (key - 1) << REGION_SHIFT, made empty if new. */
+static struct region *region_get(struct oproc *p, uint64_t key)
+{
+	size_t j;
+
+	/* At most a quarter full: a million lookups in random order, and a
+	 * probe that goes on past the first slot is a mispredicted branch
+	 * (at half full, one lookup in four or so). */
+	if ((p->nregs + 1) * 4 > p->regs_cap && regs_grow(p))
+		return NULL;
+	for (j = mix(key) & (p->regs_cap - 1); p->regs[j].key;
+	     j = (j + 1) & (p->regs_cap - 1))
+		if (p->regs[j].key == key)
+			return &p->regs[j];
+	p->regs[j].key = key;
+	p->regs[j].lo = UINT16_MAX;
+	p->nregs++;
+	return &p->regs[j];
+}
+
+/* A region's next chunk of todo (region.count blocks in it so far). */
+static int chunk_new(struct oproc *p, struct region *g)
+{
+	uint32_t cap = g->count ? chunk_next_cap(g->count) : 1;
+	size_t at = p->ntodo;
+
+	if (at + 1 + cap > UINT32_MAX ||
+	    ARRAY_RESERVE(p->todo, p->todo_cap, at + 1 + cap))
+		return -ENOMEM;
+	p->todo[at].next = 0;
+	if (g->count)
+		p->todo[g->tail - chunk_next_cap(g->count / 2) - 1].next =
+			(uint32_t)at;
+	else
+		g->first = (uint32_t)at;
+	g->tail = (uint32_t)at + 1;
+	p->ntodo = at + 1 + cap;
+	return 0;
+}
+
+/* A block to read this refresh: its place in its region's todo. */
+static void pend(struct oproc *p, struct blk *b)
+{
+	uint32_t at = (uint32_t)(b->addr & ((1u << REGION_SHIFT) - 1)),
+		 end = at + (uint32_t)head_len(b->size);
+	struct region *g = region_get(p, (b->addr >> REGION_SHIFT) + 1);
+
+	if (!g || (chunk_full(g->count) && chunk_new(p, g))) {
+		p->err = -ENOMEM;
+		return;
+	}
+	g->lo = at < g->lo ? (uint16_t)at : g->lo;
+	g->hi = end > g->hi ? (uint16_t)end : g->hi;
+	g->count++;
+	b->slot = g->tail++;
+	p->todo[b->slot].at_size =
+		at << TODO_SIZE_BITS |
+		(b->size > TODO_SIZE_MAX ? TODO_SIZE_MAX : (uint32_t)b->size);
+}
+
+/*
+ * A new block to read: its region's entry is a likely cache miss (a million
+ * lookups in random order), so it is fetched now and the block given its
+ * place PEND_AHEAD blocks later, in the same order, the miss overlapped
+ * with the work on the blocks between.
+ */
+static void pend_later(struct oproc *p, struct blk *b)
+{
+	uint64_t key = (b->addr >> REGION_SHIFT) + 1;
+	struct blk **s = &p->ring[p->ring_at++ & (PEND_AHEAD - 1)];
+
+	b->type = T_PENDING;
+	p->npending++;
+	if (p->regs_cap)
+		__builtin_prefetch(&p->regs[mix(key) & (p->regs_cap - 1)]);
+	if (p->nring == PEND_AHEAD)
+		pend(p, *s);
+	else
+		p->nring++;
+	*s = b;
+}
+
+static void pend_flush(struct oproc *p)
+{
+	for (; p->nring; p->nring--)
+		pend(p, p->ring[(p->ring_at - p->nring) & (PEND_AHEAD - 1)]);
 }
 
 void objects_block(struct objects *o, uint32_t pid, uint64_t addr,
@@ -281,19 +524,21 @@ void objects_block(struct objects *o, uint32_t pid, uint64_t addr,
 
 	if (!p || !addr || !check_python(p))
 		return;
-	if (p->ncur == p->cur_cap &&
-	    array_reserve((void **)&p->cur, &p->cur_cap,
-			  p->cur_cap ? 2 * p->cur_cap : 1024, sizeof(*p->cur)))
+	b = bt_push(&p->cur);
+	if (!b)
 		return;
-	b = &p->cur[p->ncur++];
 	b->addr = addr;
 	b->stack_id = stack_id;
 	b->size = size;
 	b->type = T_UNREAD;
 	old = old_find(p, addr);
-	/* The same allocation still: what its header said holds. */
-	if (old && old->stack_id == stack_id && old->size == size)
+	/* The same allocation still: what its header said holds (an answer
+	 * the last refresh did not get to is read again). */
+	if (old && old->stack_id == stack_id && old->size == size &&
+	    old->type != T_UNREAD && old->type != T_PENDING)
 		b->type = old->type;
+	else if (p->npending < o->max_reads)
+		pend_later(p, b);
 }
 
 /* ---- types ---- */
@@ -358,137 +603,89 @@ static void recheck_heap_types(struct oproc *p)
 		    t.itemsize == ti->t.itemsize && !strcmp(t.name, ti->t.name))
 			continue;
 		ti->addr = 0;
-		p->memo_addr = 0;
+		memset(p->tc, 0, sizeof(p->tc));
 	}
 }
 
-/* The type at addr, validated once: its entry, or NULL when refused. */
-static const struct tinfo *type_of(struct oproc *p, uint64_t addr)
+/* The type at addr, validated once, into its cache entry c: 0, or -ENOMEM
+ * (c left as it was). */
+static int type_of(struct oproc *p, uint64_t addr, struct tcache *c)
 {
 	struct rctx rc = {p};
-	struct tinfo *ti;
+	struct tinfo *ti = NULL;
 	size_t j;
 
-	if (addr == p->memo_addr)
-		return p->memo && p->types[p->memo - 1].ok
-			       ? &p->types[p->memo - 1]
-			       : NULL;
 	if ((p->ntypes + 1) * 2 > p->tmap_cap && tmap_grow(p))
-		return NULL;
+		return -ENOMEM;
 	for (j = mix(addr) & (p->tmap_cap - 1); p->tmap[j];
-	     j = (j + 1) & (p->tmap_cap - 1)) {
-		ti = &p->types[p->tmap[j] - 1];
-		if (ti->addr == addr) {
-			p->memo_addr = addr;
-			p->memo = p->tmap[j];
-			return ti->ok ? ti : NULL;
-		}
-	}
-	if (ARRAY_RESERVE(p->types, p->types_cap, p->ntypes + 1))
-		return NULL;
-	ti = &p->types[p->ntypes];
-	memset(ti, 0, sizeof(*ti));
-	ti->addr = addr;
-	ti->ok = !pyt_read_type(&p->lay, read_mem, &rc, addr, &ti->t);
-	ti->canon = (int32_t)p->ntypes;
-	if (ti->ok) {
-		ti->pre = pyt_preheader(&p->lay, ti->t.flags);
-		ti->min_size = pyt_fits(&p->lay, &ti->t, ti->pre, ti->pre + 16)
-				       ? ti->pre + 16
-				       : (uint64_t)ti->t.basicsize + ti->pre;
-	} else {
-		p->bad_types++;
-	}
-	for (size_t i = 0; ti->ok && i < p->ntypes; i++)
-		if (p->types[i].ok && p->types[i].canon == (int32_t)i &&
-		    !strcmp(p->types[i].t.name, ti->t.name)) {
-			ti->canon = (int32_t)i;
+	     j = (j + 1) & (p->tmap_cap - 1))
+		if (p->types[p->tmap[j] - 1].addr == addr) {
+			ti = &p->types[p->tmap[j] - 1];
 			break;
 		}
-	p->tmap[j] = (uint32_t)++p->ntypes;
-	p->memo_addr = addr;
-	p->memo = (uint32_t)p->ntypes;
-	return ti->ok ? ti : NULL;
+	if (!ti) {
+		if (ARRAY_RESERVE(p->types, p->types_cap, p->ntypes + 1))
+			return -ENOMEM;
+		ti = &p->types[p->ntypes];
+		memset(ti, 0, sizeof(*ti));
+		ti->addr = addr;
+		ti->ok = !pyt_read_type(&p->lay, read_mem, &rc, addr, &ti->t);
+		ti->canon = (int32_t)p->ntypes;
+		if (ti->ok) {
+			ti->pre = pyt_preheader(&p->lay, ti->t.flags);
+			ti->min_size =
+				pyt_fits(&p->lay, &ti->t, ti->pre, ti->pre + 16)
+					? ti->pre + 16
+					: (uint64_t)ti->t.basicsize + ti->pre;
+		} else {
+			p->bad_types++;
+		}
+		for (size_t i = 0; ti->ok && i < p->ntypes; i++)
+			if (p->types[i].ok && p->types[i].canon == (int32_t)i &&
+			    !strcmp(p->types[i].t.name, ti->t.name)) {
+				ti->canon = (int32_t)i;
+				break;
+			}
+		p->tmap[j] = (uint32_t)++p->ntypes;
+	}
+	c->addr = addr;
+	c->canon = ti->ok ? ti->canon : T_UNTYPED;
+	c->pre = ti->pre;
+	c->min_size = ti->min_size;
+	return 0;
 }
 
-/* Name the object in a block from its head (len bytes read). */
+/*
+ * Name the object in a block from its head (len bytes read). Which of the
+ * offsets 0, 16, 32 could hold an object is worked out for all three at
+ * once, and those taken in order: a branch on each in turn is mispredicted
+ * whenever a block's layout differs from the last one's (a GC object after
+ * a plain one).
+ */
 static int32_t classify(struct oproc *p, uint64_t size, const uint8_t *head,
 			size_t len)
 {
-	static const unsigned offs[] = {0, 16, 32};
+	uint64_t ta[3] = {0};
+	unsigned m = (unsigned)pyt_candidate(head, len, 0, &ta[0]) |
+		     (unsigned)pyt_candidate(head, len, 16, &ta[1]) << 1 |
+		     (unsigned)pyt_candidate(head, len, 32, &ta[2]) << 2;
 
-	for (size_t i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
-		const struct tinfo *ti;
-		uint64_t ta;
+	for (; m; m &= m - 1) {
+		unsigned i = (unsigned)__builtin_ctz(m);
+		struct tcache *c = &p->tc[(ta[i] * 0x9e3779b97f4a7c15ull) >>
+					  (64 - TCACHE_BITS)];
 
-		if (!pyt_candidate(head, len, offs[i], &ta))
+		if (c->addr != ta[i] && type_of(p, ta[i], c))
 			continue;
 		/* Fitted to the type itself, named by the first of its
 		 * name. */
-		ti = type_of(p, ta);
-		if (ti && ti->pre == offs[i] && size >= ti->min_size)
-			return ti->canon;
+		if (c->canon >= 0 && c->pre == 16 * i && size >= c->min_size)
+			return c->canon;
 	}
 	return T_UNTYPED;
 }
 
 /* ---- reading new blocks ---- */
-
-static int rmap_grow(struct objects *o)
-{
-	size_t ncap = o->rmap_cap ? o->rmap_cap * 2 : 4096;
-	uint32_t *nt = calloc(ncap, sizeof(*nt));
-
-	if (!nt)
-		return -ENOMEM;
-	for (size_t i = 0; i < o->nregs; i++) {
-		size_t j = mix(o->regs[i].key) & (ncap - 1);
-
-		while (nt[j])
-			j = (j + 1) & (ncap - 1);
-		nt[j] = (uint32_t)i + 1;
-	}
-	free(o->rmap);
-	o->rmap = nt;
-	o->rmap_cap = ncap;
-	return 0;
-}
-
-/* The region a block's head [addr, end) starts in, its span grown to hold
- * it: its index, or -ENOMEM. */
-static int64_t region_add(struct objects *o, uint64_t addr, uint64_t end)
-{
-	uint64_t key = addr >> REGION_SHIFT;
-	struct region *r;
-	size_t j;
-
-	/* At most an eighth full: a million lookups in random order, and a
-	 * probe that goes on past the first slot is a mispredicted branch
-	 * (at half full, one lookup in four or so; this costs 10 ms a
-	 * million in typereader). */
-	if ((o->nregs + 1) * 8 > o->rmap_cap && rmap_grow(o))
-		return -ENOMEM;
-	for (j = mix(key) & (o->rmap_cap - 1); o->rmap[j];
-	     j = (j + 1) & (o->rmap_cap - 1)) {
-		r = &o->regs[o->rmap[j] - 1];
-		if (r->key == key) {
-			r->lo = addr < r->lo ? addr : r->lo;
-			r->hi = end > r->hi ? end : r->hi;
-			r->count++;
-			return o->rmap[j] - 1;
-		}
-	}
-	if (ARRAY_RESERVE(o->regs, o->regs_cap, o->nregs + 1))
-		return -ENOMEM;
-	r = &o->regs[o->nregs];
-	memset(r, 0, sizeof(*r));
-	r->key = key;
-	r->lo = addr;
-	r->hi = end;
-	r->count = 1;
-	o->rmap[j] = (uint32_t)++o->nregs;
-	return (int64_t)o->nregs - 1;
-}
 
 static int cmp_region(const void *a, const void *b, void *arg)
 {
@@ -497,11 +694,6 @@ static int cmp_region(const void *a, const void *b, void *arg)
 		 y = regs[*(const uint32_t *)b].key;
 
 	return (x > y) - (x < y);
-}
-
-static size_t head_len(uint64_t size)
-{
-	return size < PYT_HEAD_BYTES ? size : PYT_HEAD_BYTES;
 }
 
 /*
@@ -554,136 +746,100 @@ static int32_t name_alone(struct oproc *p, const struct region *g,
 	return classify(p, todo_size(b), head, len);
 }
 
-/* Name the blocks of regions rorder[from, to), read into o->buf. */
+/* Name the blocks of regions rorder[from, to), read into o->buf: a region's
+ * chunks in turn, each answer stored over what it was made from. */
 static void name_regions(struct objects *o, struct oproc *p, size_t from,
 			 size_t to)
 {
 	for (size_t r = from; r < to; r++) {
-		const struct region *g = &o->regs[o->rorder[r]];
-		union todo *b = o->todo + (g->next - g->count);
+		const struct region *g = &p->regs[o->rorder[r]];
+		bool ok = o->rok[g->range];
+		uint32_t c = g->first, cap = 1, left = g->count;
 
-		/* Each answer is stored over what it was made from. */
-		for (uint32_t k = 0; k < g->count; k++, b++)
-			b->type = o->rok[g->range]
-					  ? classify(p, todo_size(b),
-						     o->buf + g->buf_off +
-							     (todo_addr(g, b) -
-							      g->lo),
-						     head_len(todo_size(b)))
-					  : name_alone(p, g, b);
+		/* todo was written long before (and the reads since went
+		 * through the cache): the next region's first chunk, and each
+		 * chunk's next, are fetched ahead. */
+		if (r + 1 < to)
+			__builtin_prefetch(p->todo +
+					   p->regs[o->rorder[r + 1]].first);
+		while (left) {
+			union todo *b = p->todo + c + 1;
+			uint32_t k = left < cap ? left : cap;
+
+			left -= k;
+			if (left) {
+				__builtin_prefetch(p->todo + p->todo[c].next);
+				__builtin_prefetch(p->todo + p->todo[c].next +
+						   16);
+			}
+			for (; k; k--, b++)
+				b->type = ok ? classify(p, todo_size(b),
+							o->buf + g->buf_off +
+								todo_at(b) -
+								g->lo,
+							head_len(todo_size(b)))
+					     : name_alone(p, g, b);
+			c = p->todo[c].next;
+			cap = cap < CHUNK_MAX ? 2 * cap : CHUNK_MAX;
+		}
 	}
 }
 
-/* The first n unread blocks of p into o->todo, grouped by region, the
- * regions in address order: a counting pass. */
-static int group_todo(struct objects *o, struct oproc *p, size_t n)
-{
-	uint32_t at = 0;
-
-	if (ARRAY_RESERVE(o->todo, o->todo_cap, n) ||
-	    ARRAY_RESERVE(o->rorder, o->rorder_cap, o->nregs))
-		return -ENOMEM;
-	for (size_t i = 0; i < o->nregs; i++)
-		o->rorder[i] = (uint32_t)i;
-	qsort_r(o->rorder, o->nregs, sizeof(*o->rorder), cmp_region, o->regs);
-	for (size_t r = 0; r < o->nregs; r++) {
-		struct region *g = &o->regs[o->rorder[r]];
-
-		g->next = at;
-		at += g->count;
-	}
-	for (size_t k = 0, j = 0; k < p->ncur && j < n; k++) {
-		struct blk *b = &p->cur[k];
-		union todo *t;
-
-		if (b->type != T_UNREAD)
-			continue;
-		b->region = o->regs[b->region].next++;
-		j++;
-		t = &o->todo[b->region];
-		t->at_size = (uint32_t)(b->addr & ((1u << REGION_SHIFT) - 1))
-				     << TODO_SIZE_BITS |
-			     (b->size > TODO_SIZE_MAX ? TODO_SIZE_MAX
-						      : (uint32_t)b->size);
-	}
-	return 0;
-}
-
-/* Read and name up to max_reads unread blocks of p. */
+/* Read and name the blocks pending in p. */
 static int read_new(struct objects *o, struct oproc *p)
 {
-	size_t n = 0, r = 0;
-	int err;
+	size_t r = 0;
 
-	if (array_reserve((void **)&o->buf, &o->buf_cap, READ_BATCH + RANGE_MAX,
-			  1))
-		return -ENOMEM;
-	o->nregs = 0;
-	if (o->rmap)
-		memset(o->rmap, 0, o->rmap_cap * sizeof(*o->rmap));
-	for (size_t k = 0; k < p->ncur && n < o->max_reads; k++) {
-		struct blk *b = &p->cur[k];
-		int64_t g;
-
-		if (b->type != T_UNREAD)
-			continue;
-		g = region_add(o, b->addr, b->addr + head_len(b->size));
-		if (g < 0)
-			return (int)g;
-		b->region = (uint32_t)g;
-		n++;
-	}
-	if (!n)
+	pend_flush(p);
+	if (p->err)
+		return p->err;
+	if (!p->npending)
 		return 0;
+	if (array_reserve((void **)&o->buf, &o->buf_cap, READ_BATCH + RANGE_MAX,
+			  1) ||
+	    ARRAY_RESERVE(o->rorder, o->rorder_cap, p->nregs) ||
+	    ARRAY_RESERVE(o->riov, o->riov_cap, p->nregs) ||
+	    ARRAY_RESERVE(o->rok, o->rok_cap, p->nregs))
+		return -ENOMEM;
 	recheck_heap_types(p);
-	err = group_todo(o, p, n);
-	if (!err)
-		err = array_reserve((void **)&o->riov, &o->riov_cap, o->nregs,
-				    sizeof(*o->riov));
-	if (!err)
-		err = array_reserve((void **)&o->rok, &o->rok_cap, o->nregs,
-				    sizeof(*o->rok));
-	if (err)
-		return err;
+	for (size_t i = 0, k = 0; i < p->regs_cap; i++)
+		if (p->regs[i].key)
+			o->rorder[k++] = (uint32_t)i;
+	qsort_r(o->rorder, p->nregs, sizeof(*o->rorder), cmp_region, p->regs);
 	/* Batches of regions in address order, up to READ_BATCH bytes: their
 	 * ranges (a region close to the last range joins it) are read, then
 	 * their blocks named. */
-	while (r < o->nregs) {
+	while (r < p->nregs) {
 		size_t from = r, nr = 0, total = 0;
 
-		for (; r < o->nregs; r++) {
-			struct region *g = &o->regs[o->rorder[r]];
+		for (; r < p->nregs; r++) {
+			struct region *g = &p->regs[o->rorder[r]];
 			struct iovec *v = nr ? &o->riov[nr - 1] : NULL;
-			uint64_t rs = v ? (uint64_t)(uintptr_t)v->iov_base : 0;
+			uint64_t rs = v ? (uint64_t)(uintptr_t)v->iov_base : 0,
+				 lo = region_base(g) + g->lo,
+				 hi = region_base(g) + g->hi;
 
-			if (v && g->lo <= rs + v->iov_len + RANGE_GAP &&
-			    g->hi - rs <= RANGE_MAX) {
-				if (g->hi > rs + v->iov_len) {
-					total += g->hi - rs - v->iov_len;
-					v->iov_len = g->hi - rs;
+			if (v && lo <= rs + v->iov_len + RANGE_GAP &&
+			    hi - rs <= RANGE_MAX) {
+				if (hi > rs + v->iov_len) {
+					total += hi - rs - v->iov_len;
+					v->iov_len = hi - rs;
 				}
 			} else {
 				if (total >= READ_BATCH)
 					break;
 				v = &o->riov[nr++];
-				v->iov_base = (void *)(uintptr_t)g->lo;
-				v->iov_len = g->hi - g->lo;
-				rs = g->lo;
+				v->iov_base = (void *)(uintptr_t)lo;
+				v->iov_len = hi - lo;
+				rs = lo;
 				total += v->iov_len;
 			}
 			g->range = (uint32_t)(nr - 1);
-			g->buf_off =
-				(uint32_t)(total - v->iov_len + (g->lo - rs));
+			g->buf_off = (uint32_t)(total - v->iov_len + (lo - rs));
 		}
 		read_ranges(o, p, nr);
 		name_regions(o, p, from, r);
 	}
-	/* The answers into the table in one pass in its order. */
-	for (size_t k = 0, j = 0; k < p->ncur && j < n; k++)
-		if (p->cur[k].type == T_UNREAD) {
-			p->cur[k].type = o->todo[p->cur[k].region].type;
-			j++;
-		}
 	return 0;
 }
 
@@ -729,10 +885,20 @@ static int emit(struct oproc *p, struct raw_sample *raw)
 	}
 	for (size_t i = 0; i < p->agg_cap; i++)
 		p->agg[i].type = -1;
-	for (size_t i = 0; i < p->ncur; i++) {
-		const struct blk *b = &p->cur[i];
+	for (size_t i = 0; i < p->cur.n; i++) {
+		struct blk *b = bt_at(&p->cur, i);
 		struct agg *a;
 
+		/* The answer of a block read this refresh, in todo's order:
+		 * each a likely cache miss, fetched some blocks ahead. */
+		if (i + FETCH_AHEAD < p->cur.n) {
+			const struct blk *f = bt_at(&p->cur, i + FETCH_AHEAD);
+
+			if (f->type == T_PENDING)
+				__builtin_prefetch(p->todo + f->slot);
+		}
+		if (b->type == T_PENDING)
+			b->type = p->todo[b->slot].type;
 		if (b->type == T_UNREAD) {
 			unread++;
 			continue;
@@ -825,9 +991,11 @@ int objects_end(struct objects *o, struct raw_sample *raw)
 
 static void proc_clear(struct oproc *p)
 {
-	free(p->cur);
-	free(p->old);
+	bt_free(&p->cur);
+	bt_free(&p->old);
 	free(p->oidx);
+	free(p->todo);
+	free(p->regs);
 	free(p->types);
 	free(p->tmap);
 	free(p->agg);
@@ -851,9 +1019,6 @@ void objects_free(struct objects *o)
 	for (size_t i = 0; i < o->nprocs; i++)
 		proc_clear(&o->procs[i]);
 	free(o->procs);
-	free(o->todo);
-	free(o->regs);
-	free(o->rmap);
 	free(o->rorder);
 	free(o->rok);
 	free(o->buf);
