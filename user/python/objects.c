@@ -38,6 +38,7 @@
 #define CHUNK_MAX    64	       /* slots in a region's chunk of todo, at most */
 #define FETCH_AHEAD  16	       /* blocks */
 #define PEND_AHEAD   8	       /* blocks, a power of 2 */
+#define NAME_AHEAD   4	       /* blocks */
 
 struct blk {
 	uint64_t addr;
@@ -273,12 +274,10 @@ int objects_new(struct objects **out, unsigned max_reads)
 	return 0;
 }
 
-static struct oproc *proc_get(struct objects *o, uint32_t pid)
+static struct oproc *proc_find(struct objects *o, uint32_t pid)
 {
 	struct oproc *p;
 
-	if (o->last && o->procs[o->last - 1].pid == pid)
-		return &o->procs[o->last - 1];
 	for (size_t i = 0; i < o->nprocs; i++)
 		if (o->procs[i].pid == pid) {
 			o->last = i + 1;
@@ -291,6 +290,15 @@ static struct oproc *proc_get(struct objects *o, uint32_t pid)
 	p->pid = pid;
 	o->last = o->nprocs;
 	return p;
+}
+
+/* The process of pid, made if new (NULL: no memory); the last one looked
+ * up first, a block's caller giving a process's blocks mostly in a row. */
+static inline struct oproc *proc_get(struct objects *o, uint32_t pid)
+{
+	if (o->last && o->procs[o->last - 1].pid == pid)
+		return &o->procs[o->last - 1];
+	return proc_find(o, pid);
 }
 
 void objects_set_process(struct objects *o, uint32_t pid,
@@ -746,6 +754,23 @@ static int32_t name_alone(struct oproc *p, const struct region *g,
 	return classify(p, todo_size(b), head, len);
 }
 
+/* Name the k blocks of a chunk whose region was read to at + its offsets:
+ * they come in the order they were allocated in, not the address order,
+ * so each head is fetched a few blocks ahead (the buffer is larger than
+ * the cache closest to the CPU). */
+static void name_chunk(struct oproc *p, union todo *b, uint32_t k,
+		       const uint8_t *at)
+{
+	for (uint32_t x = 0; x < k; x++) {
+		uint32_t size = todo_size(&b[x]);
+
+		if (x + NAME_AHEAD < k)
+			__builtin_prefetch(at + todo_at(&b[x + NAME_AHEAD]));
+		b[x].type =
+			classify(p, size, at + todo_at(&b[x]), head_len(size));
+	}
+}
+
 /* Name the blocks of regions rorder[from, to), read into o->buf: a region's
  * chunks in turn, each answer stored over what it was made from. */
 static void name_regions(struct objects *o, struct oproc *p, size_t from,
@@ -772,13 +797,12 @@ static void name_regions(struct objects *o, struct oproc *p, size_t from,
 				__builtin_prefetch(p->todo + p->todo[c].next +
 						   16);
 			}
-			for (; k; k--, b++)
-				b->type = ok ? classify(p, todo_size(b),
-							o->buf + g->buf_off +
-								todo_at(b) -
-								g->lo,
-							head_len(todo_size(b)))
-					     : name_alone(p, g, b);
+			if (ok)
+				name_chunk(p, b, k,
+					   o->buf + g->buf_off - g->lo);
+			else
+				for (; k; k--, b++)
+					b->type = name_alone(p, g, b);
 			c = p->todo[c].next;
 			cap = cap < CHUNK_MAX ? 2 * cap : CHUNK_MAX;
 		}
@@ -845,7 +869,8 @@ static int read_new(struct objects *o, struct oproc *p)
 
 /* ---- per-type sums ---- */
 
-static struct agg *agg_slot(struct oproc *p, int32_t type, uint64_t stack_id)
+static inline struct agg *agg_slot(struct oproc *p, int32_t type,
+				   uint64_t stack_id)
 {
 	size_t j = mix(stack_id ^ ((uint64_t)type << 40)) & (p->agg_cap - 1);
 
@@ -886,17 +911,17 @@ static int emit(struct oproc *p, struct raw_sample *raw)
 	for (size_t i = 0; i < p->agg_cap; i++)
 		p->agg[i].type = -1;
 	for (size_t i = 0; i < p->cur.n; i++) {
-		struct blk *b = bt_at(&p->cur, i);
+		struct blk *seg = p->cur.seg[i >> SEG_SHIFT], *b;
+		size_t x = i & (SEG_BLKS - 1);
 		struct agg *a;
 
 		/* The answer of a block read this refresh, in todo's order:
-		 * each a likely cache miss, fetched some blocks ahead. */
-		if (i + FETCH_AHEAD < p->cur.n) {
-			const struct blk *f = bt_at(&p->cur, i + FETCH_AHEAD);
-
-			if (f->type == T_PENDING)
-				__builtin_prefetch(p->todo + f->slot);
-		}
+		 * each a likely cache miss, fetched some blocks ahead (within
+		 * the segment). */
+		if (x + FETCH_AHEAD < SEG_BLKS && i + FETCH_AHEAD < p->cur.n &&
+		    seg[x + FETCH_AHEAD].type == T_PENDING)
+			__builtin_prefetch(p->todo + seg[x + FETCH_AHEAD].slot);
+		b = &seg[x];
 		if (b->type == T_PENDING)
 			b->type = p->todo[b->slot].type;
 		if (b->type == T_UNREAD) {
