@@ -77,14 +77,12 @@ union todo {
 #define TODO_SIZE_MAX  ((1u << TODO_SIZE_BITS) - 1)
 
 /*
- * The blocks to read that start in one 16 KiB region, in an open-addressing
- * table of these (a block's lookup is one load, not an index's then an
- * entry's: a million of them in random order, each a likely cache miss).
- * Its chunks of todo hold 1, 2, 4 .. CHUNK_MAX slots, then CHUNK_MAX each,
- * so a region of one block wastes none and a pool of hundreds has a few.
+ * The blocks to read that start in one 16 KiB region. Its chunks of todo
+ * hold 1, 2, 4 .. CHUNK_MAX slots, then CHUNK_MAX each, so a region of one
+ * block wastes none and a pool of hundreds has a few.
  */
 struct region {
-	uint64_t key;	       /* address >> REGION_SHIFT, + 1; 0: empty slot */
+	uint64_t key;	       /* address >> REGION_SHIFT */
 	uint32_t count, first; /* blocks; its first chunk */
 	uint32_t tail;	       /* where its next block goes */
 	uint16_t lo, hi;       /* the span of their heads, from its start */
@@ -96,8 +94,26 @@ _Static_assert((1u << REGION_SHIFT) + PYT_HEAD_BYTES <= UINT16_MAX,
 
 static uint64_t region_base(const struct region *g)
 {
-	return (g->key - 1) << REGION_SHIFT;
+	return g->key << REGION_SHIFT;
 }
+
+/*
+ * A block's region is found through a window of WIN_SIZE regions (1 GiB of
+ * address space): the window's table of region indexes + 1, zero but where
+ * this refresh's regions are, and few of its pages touched, a heap's
+ * regions being close together; the windows in a small open-addressing
+ * table, the last one found looked at first. A million lookups in random
+ * order then load from a few KiB of slots and the dense regions, not from
+ * a hash table as large as the regions are many.
+ */
+#define WIN_SHIFT 16
+#define WIN_SIZE  (1u << WIN_SHIFT)
+#define WIN_BYTES (WIN_SIZE * sizeof(uint32_t))
+#define WIN_KEEP  16 /* windows kept from one refresh to the next, at most */
+struct rwin {
+	uint64_t key; /* region key >> WIN_SHIFT, + 1; 0: empty */
+	uint32_t *slot;
+};
 
 static uint32_t todo_at(const union todo *b)
 {
@@ -172,8 +188,11 @@ struct oproc {
 	size_t npending;
 	union todo *todo;
 	size_t ntodo, todo_cap;
-	struct region *regs; /* open addressing, by key */
+	struct region *regs; /* dense */
 	size_t nregs, regs_cap;
+	struct rwin *wins; /* open addressing, by key */
+	size_t nwins, wins_cap;
+	struct rwin *wlast; /* the last window found */
 	int err; /* a block that could not be given its place: -ENOMEM */
 	struct blk *ring[PEND_AHEAD]; /* pend_later's blocks */
 	unsigned nring, ring_at;
@@ -381,6 +400,102 @@ static const struct blk *old_find(struct oproc *p, uint64_t addr)
 	return NULL;
 }
 
+static size_t head_len(uint64_t size)
+{
+	return size < PYT_HEAD_BYTES ? size : PYT_HEAD_BYTES;
+}
+
+static int wins_grow(struct oproc *p)
+{
+	size_t ncap = p->wins_cap ? p->wins_cap * 2 : 16;
+	struct rwin *nt = calloc(ncap, sizeof(*nt));
+
+	if (!nt)
+		return -ENOMEM;
+	for (size_t i = 0; i < p->wins_cap; i++) {
+		size_t j;
+
+		if (!p->wins[i].key)
+			continue;
+		j = mix(p->wins[i].key) & (ncap - 1);
+		while (nt[j].key)
+			j = (j + 1) & (ncap - 1);
+		nt[j] = p->wins[i];
+	}
+	free(p->wins);
+	p->wins = nt;
+	p->wins_cap = ncap;
+	p->wlast = NULL;
+	return 0;
+}
+
+/* The window of key (region key >> WIN_SHIFT, + 1), or NULL. */
+static struct rwin *win_find(struct oproc *p, uint64_t key)
+{
+	if (p->wlast && p->wlast->key == key)
+		return p->wlast;
+	for (size_t j = p->wins_cap ? mix(key) & (p->wins_cap - 1) : 0;
+	     p->wins_cap && p->wins[j].key; j = (j + 1) & (p->wins_cap - 1))
+		if (p->wins[j].key == key)
+			return p->wlast = &p->wins[j];
+	return NULL;
+}
+
+/* The window of key, made if new. */
+static struct rwin *win_get(struct oproc *p, uint64_t key)
+{
+	struct rwin *w = win_find(p, key);
+	void *m;
+	size_t j;
+
+	if (w)
+		return w;
+	if ((p->nwins + 1) * 2 > p->wins_cap && wins_grow(p))
+		return NULL;
+	for (j = mix(key) & (p->wins_cap - 1); p->wins[j].key;
+	     j = (j + 1) & (p->wins_cap - 1))
+		;
+	/* Mapped, not allocated: its pages are zero until touched. */
+	m = mmap(NULL, WIN_BYTES, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return NULL;
+	p->wins[j].slot = m;
+	p->wins[j].key = key;
+	p->nwins++;
+	return p->wlast = &p->wins[j];
+}
+
+static void wins_free(struct oproc *p)
+{
+	for (size_t i = 0; i < p->wins_cap; i++)
+		if (p->wins[i].key)
+			munmap(p->wins[i].slot, WIN_BYTES);
+	free(p->wins);
+	p->wins = p->wlast = NULL;
+	p->nwins = p->wins_cap = 0;
+}
+
+/* No regions: each window's slots zero again (those of the regions only),
+ * and the windows let go of if many (or if one was not found, which would
+ * leave a stale slot). */
+static void wins_reset(struct oproc *p)
+{
+	bool lost = false;
+
+	for (size_t i = 0; i < p->nregs; i++) {
+		struct rwin *w = win_find(p, (p->regs[i].key >> WIN_SHIFT) + 1);
+
+		if (w)
+			w->slot[p->regs[i].key & (WIN_SIZE - 1)] = 0;
+		else
+			lost = true;
+	}
+	p->nregs = 0;
+	if (lost || p->nwins > WIN_KEEP)
+		wins_free(p);
+}
+
 void objects_begin(struct objects *o)
 {
 	for (size_t i = 0; i < o->nprocs; i++) {
@@ -397,8 +512,7 @@ void objects_begin(struct objects *o)
 		bt_trim(&p->cur, keep > 1 ? keep : 1);
 		p->cursor = 0;
 		p->oidx_ok = false;
-		if (p->nregs)
-			memset(p->regs, 0, p->regs_cap * sizeof(*p->regs));
+		wins_reset(p);
 		/* As much todo as the last time, at once, not by doubling. */
 		(void)ARRAY_RESERVE(p->todo, p->todo_cap, p->ntodo);
 		p->nregs = p->ntodo = p->npending = 0;
@@ -407,52 +521,27 @@ void objects_begin(struct objects *o)
 	}
 }
 
-static size_t head_len(uint64_t size)
-{
-	return size < PYT_HEAD_BYTES ? size : PYT_HEAD_BYTES;
-}
-
-static int regs_grow(struct oproc *p)
-{
-	size_t ncap = p->regs_cap ? p->regs_cap * 2 : 1024;
-	struct region *nt = calloc(ncap, sizeof(*nt));
-
-	if (!nt)
-		return -ENOMEM;
-	for (size_t i = 0; i < p->regs_cap; i++) {
-		size_t j;
-
-		if (!p->regs[i].key)
-			continue;
-		j = mix(p->regs[i].key) & (ncap - 1);
-		while (nt[j].key)
-			j = (j + 1) & (ncap - 1);
-		nt[j] = p->regs[i];
-	}
-	free(p->regs);
-	p->regs = nt;
-	p->regs_cap = ncap;
-	return 0;
-}
-
-/* The region that starts at (key - 1) << REGION_SHIFT, made empty if new. */
+/* The region of key (address >> REGION_SHIFT), made empty if new. */
 static struct region *region_get(struct oproc *p, uint64_t key)
 {
-	size_t j;
+	struct rwin *w = win_get(p, (key >> WIN_SHIFT) + 1);
+	struct region *r;
+	uint32_t *s;
 
-	/* At most a quarter full: a million lookups in random order, and a
-	 * probe that goes on past the first slot is a mispredicted branch
-	 * (at half full, one lookup in four or so). */
-	if ((p->nregs + 1) * 4 > p->regs_cap && regs_grow(p))
+	if (!w)
 		return NULL;
-	for (j = mix(key) & (p->regs_cap - 1); p->regs[j].key;
-	     j = (j + 1) & (p->regs_cap - 1))
-		if (p->regs[j].key == key)
-			return &p->regs[j];
-	p->regs[j].key = key;
-	p->regs[j].lo = UINT16_MAX;
-	p->nregs++;
-	return &p->regs[j];
+	s = &w->slot[key & (WIN_SIZE - 1)];
+	if (*s)
+		return &p->regs[*s - 1];
+	if (p->nregs >= UINT32_MAX ||
+	    ARRAY_RESERVE(p->regs, p->regs_cap, p->nregs + 1))
+		return NULL;
+	r = &p->regs[p->nregs];
+	memset(r, 0, sizeof(*r));
+	r->key = key;
+	r->lo = UINT16_MAX;
+	*s = (uint32_t)++p->nregs;
+	return r;
 }
 
 /* A region's next chunk of todo (region.count blocks in it so far). */
@@ -480,7 +569,7 @@ static void pend(struct oproc *p, struct blk *b)
 {
 	uint32_t at = (uint32_t)(b->addr & ((1u << REGION_SHIFT) - 1)),
 		 end = at + (uint32_t)head_len(b->size);
-	struct region *g = region_get(p, (b->addr >> REGION_SHIFT) + 1);
+	struct region *g = region_get(p, b->addr >> REGION_SHIFT);
 
 	if (!g || (chunk_full(g->count) && chunk_new(p, g))) {
 		p->err = -ENOMEM;
@@ -503,13 +592,15 @@ static void pend(struct oproc *p, struct blk *b)
  */
 static void pend_later(struct oproc *p, struct blk *b)
 {
-	uint64_t key = (b->addr >> REGION_SHIFT) + 1;
+	uint64_t key = b->addr >> REGION_SHIFT;
 	struct blk **s = &p->ring[p->ring_at++ & (PEND_AHEAD - 1)];
+	const struct rwin *w = p->wlast;
 
 	b->type = T_PENDING;
 	p->npending++;
-	if (p->regs_cap)
-		__builtin_prefetch(&p->regs[mix(key) & (p->regs_cap - 1)]);
+	if (w && w->key == (key >> WIN_SHIFT) + 1 &&
+	    w->slot[key & (WIN_SIZE - 1)])
+		__builtin_prefetch(&p->regs[w->slot[key & (WIN_SIZE - 1)] - 1]);
 	if (p->nring == PEND_AHEAD)
 		pend(p, *s);
 	else
@@ -826,9 +917,8 @@ static int read_new(struct objects *o, struct oproc *p)
 	    ARRAY_RESERVE(o->rok, o->rok_cap, p->nregs))
 		return -ENOMEM;
 	recheck_heap_types(p);
-	for (size_t i = 0, k = 0; i < p->regs_cap; i++)
-		if (p->regs[i].key)
-			o->rorder[k++] = (uint32_t)i;
+	for (size_t i = 0; i < p->nregs; i++)
+		o->rorder[i] = (uint32_t)i;
 	qsort_r(o->rorder, p->nregs, sizeof(*o->rorder), cmp_region, p->regs);
 	/* Batches of regions in address order, up to READ_BATCH bytes: their
 	 * ranges (a region close to the last range joins it) are read, then
@@ -1021,6 +1111,7 @@ static void proc_clear(struct oproc *p)
 	free(p->oidx);
 	free(p->todo);
 	free(p->regs);
+	wins_free(p);
 	free(p->types);
 	free(p->tmap);
 	free(p->agg);
