@@ -600,6 +600,45 @@ int discover_precheck(const struct tracer_opts *o)
 }
 
 /*
+ * Could a CPython runtime be met while these targets are traced? Only the
+ * -p targets named at load time are known then (system-wide, a command
+ * started by memtop and --follow's children are not), and discovery looks
+ * for CPython only in files named like one (python_candidate, see
+ * scan_file): a target mapping none is no Python unless it execs. The first
+ * such target, or 0 where none is known, goes to *pid. Unreadable maps
+ * count as a Python.
+ */
+bool discover_python_possible(const struct tracer_opts *o, pid_t *pid)
+{
+	char mpath[64], line[4096 + 256];
+	struct maps_entry e;
+
+	*pid = 0;
+	if (o->python == PYTHON_OFF)
+		return false;
+	if (!o->npids || o->filter || o->follow || o->growth)
+		return true;
+	for (int i = 0; i < o->npids; i++) {
+		bool found = false;
+		FILE *f;
+
+		snprintf(mpath, sizeof(mpath), "/proc/%d/maps", o->pids[i]);
+		f = fopen(mpath, "re");
+		if (!f)
+			return true;
+		while (!found && fgets(line, sizeof(line), f))
+			found = !procfs_parse_maps_line(line, &e) &&
+				python_candidate(e.path);
+		fclose(f);
+		if (found) {
+			*pid = o->pids[i];
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
  * Growth mode's switch for one process: exact tracing probes its allocator
  * (and its faults are no longer charged), from a fresh start: its earlier
  * exact sites and blocks are forgotten. Back to growth, its probes go.

@@ -302,6 +302,26 @@ int tracer_open(struct tracer **out, const struct tracer_opts *o)
 	t->uprobe_multi = probes_have_uprobe_multi();
 	t->session = t->uprobe_multi && o->python != PYTHON_OFF &&
 		     probes_have_uprobe_session();
+	if (t->session) {
+		pid_t py = 0;
+
+		/* Their verifier runs are most of the load (~6 s of 12 here):
+		 * not for targets that cannot run CPython. One that execs it
+		 * later gets pymalloc probed without sessions (same figures,
+		 * more traps). */
+		t->session = discover_python_possible(o, &py);
+		if (o->verbose && t->session && py)
+			fprintf(stderr,
+				"memtop: pid %d maps a CPython runtime: "
+				"loading the uprobe session programs\n",
+				py);
+		else if (o->verbose && !t->session)
+			fprintf(stderr,
+				"memtop: not loading the uprobe session "
+				"programs (py_alloc_session, "
+				"py_realloc_session): no target maps a CPython "
+				"runtime\n");
+	}
 	if (!t->uprobe_multi && o->verbose)
 		fprintf(stderr, "memtop: no uprobe_multi links (Linux 6.6 has "
 				"them): a perf-event uprobe per function\n");

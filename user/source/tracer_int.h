@@ -123,6 +123,9 @@ void tracer_close_fds(int *fds, int n);
 /* discover.c; t->lock held, or no event thread yet. */
 /* Refuse what can be refused before the BPF programs load; 0 or -errno. */
 int discover_precheck(const struct tracer_opts *o);
+/* Could a target be (or become) a CPython process? *pid: the first that
+ * maps a CPython runtime, 0 if none is known. */
+bool discover_python_possible(const struct tracer_opts *o, pid_t *pid);
 /* Probe the allocator files pid maps (and check it for CPython): the
  * number of functions probed, or -errno. */
 int discover_pid(struct tracer *t, pid_t pid);
