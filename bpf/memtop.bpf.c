@@ -9,6 +9,7 @@
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include "memtop.h"
 
@@ -1176,9 +1177,14 @@ int forget_blocks(void *ctx)
 }
 
 /*
- * Classic tracepoints, not tp_btf: they need no kernel BTF. The records'
- * layouts are the kernel's stable tracepoint formats
- * (/sys/kernel/tracing/events/sched/.../format).
+ * The process events come two ways; memtop loads one. With the kernel's BTF,
+ * tp_btf programs (raw tracepoints): the kernel skips one only while that
+ * very program runs on the CPU. Without it, classic tracepoints, whose
+ * records are the kernel's stable formats
+ * (/sys/kernel/tracing/events/sched/.../format); the kernel skips those
+ * whenever any BPF program, or a bpf() map operation, holds the CPU's
+ * bpf_prog_active, and memtop's own map reads hold it for milliseconds: on a
+ * preemptible kernel (7.2) a target's exit on that CPU can go unseen.
  */
 struct tp_exec {
 	__u64 common;
@@ -1202,13 +1208,12 @@ struct tp_newtask {
 	__u64 clone_flags;
 };
 
-/* sched_process_exit's format has group_dead at offset 32 (newer kernels;
- * userspace reads the format). Without it the group leader's exit stands
- * for the process's. */
+/* sched_process_exit carries group_dead (newer kernels: its format has it at
+ * offset 32, its raw tracepoint as the second argument; userspace looks).
+ * Without it the group leader's exit stands for the process's. */
 const volatile bool exit_has_group_dead = false;
 
-SEC("tracepoint/sched/sched_process_exec")
-int on_exec(struct tp_exec *ctx)
+static __always_inline int exec_event(void)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 
@@ -1228,19 +1233,13 @@ int on_exec(struct tp_exec *ctx)
 	return 0;
 }
 
-SEC("tracepoint/sched/sched_process_exit")
-int on_exit(struct tp_exit *ctx)
+/* A thread ended; group_dead: its process with it. */
+static __always_inline int exit_event(__u64 pid_tgid, bool group_dead)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32, tid = (__u32)pid_tgid;
-	bool group_dead;
 
 	if (!task_storage)
 		bpf_map_delete_elem(&inflight, &tid);
-	if (exit_has_group_dead)
-		group_dead = ctx->group_dead;
-	else
-		group_dead = tid == tgid;
 	if (!group_dead)
 		return 0;
 	if (!watched(tgid))
@@ -1253,17 +1252,13 @@ int on_exit(struct tp_exit *ctx)
 
 #define MT_CLONE_THREAD 0x00010000
 
-/* task_newtask, not sched_process_fork: it carries the clone flags, which
- * tell a new process from a new thread without reading the task. Runs in
- * the parent. */
-SEC("tracepoint/task/task_newtask")
-int on_fork(struct tp_newtask *ctx)
+/* The current process made the task ctgid with these clone flags. */
+static __always_inline int fork_event(__u32 ctgid, __u64 clone_flags)
 {
 	__u32 ptgid = bpf_get_current_pid_tgid() >> 32;
-	__u32 ctgid = ctx->pid;
 	__u8 one = 1;
 
-	if (!follow_forks || (ctx->clone_flags & MT_CLONE_THREAD) ||
+	if (!follow_forks || (clone_flags & MT_CLONE_THREAD) ||
 	    !bpf_map_lookup_elem(&targets, &ptgid))
 		return 0;
 	if (bpf_map_update_elem(&targets, &ctgid, &one, BPF_ANY)) {
@@ -1278,6 +1273,57 @@ int on_fork(struct tp_newtask *ctx)
 		notify(MT_EV_FORK, ctgid);
 	}
 	return 0;
+}
+
+SEC("tracepoint/sched/sched_process_exec")
+int on_exec(struct tp_exec *ctx)
+{
+	return exec_event();
+}
+
+SEC("tp_btf/sched_process_exec")
+int on_exec_btf(__u64 *ctx)
+{
+	return exec_event();
+}
+
+SEC("tracepoint/sched/sched_process_exit")
+int on_exit(struct tp_exit *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+	return exit_event(pid_tgid,
+			  exit_has_group_dead
+				  ? ctx->group_dead
+				  : (__u32)pid_tgid == pid_tgid >> 32);
+}
+
+/* (struct task_struct *p[, bool group_dead]): the argument is read only
+ * where the kernel has it (the verifier refuses a read past the last). */
+SEC("tp_btf/sched_process_exit")
+int on_exit_btf(__u64 *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+	return exit_event(pid_tgid,
+			  exit_has_group_dead
+				  ? (bool)ctx[1]
+				  : (__u32)pid_tgid == pid_tgid >> 32);
+}
+
+/* task_newtask, not sched_process_fork: it carries the clone flags, which
+ * tell a new process from a new thread without reading the task. Runs in
+ * the parent. */
+SEC("tracepoint/task/task_newtask")
+int on_fork(struct tp_newtask *ctx)
+{
+	return fork_event(ctx->pid, ctx->clone_flags);
+}
+
+SEC("tp_btf/task_newtask")
+int BPF_PROG(on_fork_btf, struct task_struct *task, __u64 clone_flags)
+{
+	return fork_event(BPF_CORE_READ(task, pid), clone_flags);
 }
 
 /*

@@ -5,7 +5,7 @@
  * anonymous private mappings by traced threads that are not inside an
  * allocator call (the per-thread depth) are accounted per process in
  * "anon_procs": a category of its own, not call sites. The three syscalls'
- * own tracepoints. Regions are tracked by start
+ * own functions or tracepoints (ANON_PROGS). Regions are tracked by start
  * address; an munmap that does not start at a tracked region (the middle of
  * one, or a region mapped inside malloc) is ignored.
  */
@@ -94,51 +94,46 @@ struct tp_anon_exit {
 	__s64 ret;
 };
 
-/* Syscall id (MT_NR_*) entered with args: remember the call. */
-static __always_inline void anon_call_enter(long id, const __u64 *args)
+/* Syscall id (MT_NR_*) entered with args: is it a call to account at its
+ * return? Then c holds what the return needs. */
+static __always_inline bool anon_call_enter(long id, const __u64 *args,
+					    struct anon_call *c)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32, tid = (__u32)pid_tgid;
-	struct anon_call c = {.nr = id};
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct mt_inflight *st;
 
 	if (!watched(
 		    tgid)) /* -p targets or everything: not each uprobe's pid */
-		return;
+		return false;
 	st = thread_get(false);
 	if (st && st->depth > 0)
-		return; /* the allocator's own: counted as its blocks */
-	c.a0 = args[0];
-	c.a1 = args[1];
+		return false; /* the allocator's own: counted as its blocks */
+	c->nr = id;
+	c->a0 = args[0];
+	c->a1 = args[1];
 	/* Only the arguments the syscall has: a program reading past its
 	 * tracepoint's record is refused at attach. */
-	if (id != MT_NR_MUNMAP)
-		c.a2 = args[2];
+	c->a2 = id != MT_NR_MUNMAP ? args[2] : 0;
 	if (id == MT_NR_MMAP) {
 		__u64 flags = args[3];
 
 		if (!(flags & MT_MAP_ANONYMOUS) ||
 		    (flags & MT_MAP_TYPE) != MT_MAP_PRIVATE)
-			return;
+			return false;
 	}
-	bpf_map_update_elem(&anon_calls, &tid, &c, BPF_ANY);
+	return true;
 }
 
-/* Syscall id returned ret: account the remembered call. */
-static __always_inline void anon_call_exit(long nr, long ret)
+/* Syscall nr returned ret: account the call c. */
+static __always_inline void anon_call_exit(const struct anon_call *cp, long nr,
+					   long ret)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32, tid = (__u32)pid_tgid;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct mt_live_key k = {.tgid = tgid};
-	struct anon_call *cp, c;
+	struct anon_call c = *cp;
 	struct mt_region *rp;
 	__u64 len, cut;
 
-	cp = bpf_map_lookup_elem(&anon_calls, &tid);
-	if (!cp)
-		return;
-	c = *cp;
-	bpf_map_delete_elem(&anon_calls, &tid);
 	if (c.nr != nr || (ret < 0 && ret > -4096))
 		return;
 	switch (c.nr) {
@@ -176,23 +171,63 @@ static __always_inline void anon_call_exit(long nr, long ret)
 	}
 }
 
-/* One program per syscall and direction (each its own tail-call map, see
- * NO_PRIVATE_STACK). */
+/*
+ * Two ways, memtop loads one (as for the process events, memtop.bpf.c).
+ * Without the kernel's BTF, the syscalls' classic tracepoints, one program
+ * per syscall and direction (each its own tail-call map, see
+ * NO_PRIVATE_STACK), the call kept in anon_calls from one to the other.
+ * With it, an fexit program on each syscall's function, which has the
+ * arguments and the result at once: the kernel skips it only while that
+ * very program runs on the CPU. Not the raw sys_enter/sys_exit
+ * tracepoints: a program on those runs for every syscall on the machine.
+ * The syscall number in orig_ax as the classic tracepoints take it (an x32
+ * call, whose number has bit 30, reaches the same function).
+ */
 #define ANON_PROGS(sys, NR)                                                    \
 	NO_PRIVATE_STACK_MAP(nps_anon_enter_##sys);                            \
 	SEC("tracepoint/syscalls/sys_enter_" #sys)                             \
 	int anon_enter_##sys(struct tp_anon_enter *ctx)                        \
 	{                                                                      \
+		__u32 tid = (__u32)bpf_get_current_pid_tgid();                 \
+		struct anon_call c = {};                                       \
+                                                                               \
 		NO_PRIVATE_STACK(ctx, nps_anon_enter_##sys);                   \
-		anon_call_enter(NR, ctx->args);                                \
+		if (anon_call_enter(NR, ctx->args, &c))                        \
+			bpf_map_update_elem(&anon_calls, &tid, &c, BPF_ANY);   \
 		return 0;                                                      \
 	}                                                                      \
 	NO_PRIVATE_STACK_MAP(nps_anon_exit_##sys);                             \
 	SEC("tracepoint/syscalls/sys_exit_" #sys)                              \
 	int anon_exit_##sys(struct tp_anon_exit *ctx)                          \
 	{                                                                      \
+		__u32 tid = (__u32)bpf_get_current_pid_tgid();                 \
+		struct anon_call *cp, c;                                       \
+                                                                               \
 		NO_PRIVATE_STACK(ctx, nps_anon_exit_##sys);                    \
-		anon_call_exit(NR, ctx->ret);                                  \
+		cp = bpf_map_lookup_elem(&anon_calls, &tid);                   \
+		if (!cp)                                                       \
+			return 0;                                              \
+		c = *cp;                                                       \
+		bpf_map_delete_elem(&anon_calls, &tid);                        \
+		anon_call_exit(&c, NR, ctx->ret);                              \
+		return 0;                                                      \
+	}                                                                      \
+	NO_PRIVATE_STACK_MAP(nps_anon_##sys);                                  \
+	SEC("fexit/__x64_sys_" #sys)                                           \
+	int BPF_PROG(anon_##sys, const struct pt_regs *regs, long ret)         \
+	{                                                                      \
+		__u64 args[4];                                                 \
+		struct anon_call c = {};                                       \
+                                                                               \
+		NO_PRIVATE_STACK(ctx, nps_anon_##sys);                         \
+		if (regs->orig_ax != NR)                                       \
+			return 0;                                              \
+		args[0] = regs->di;                                            \
+		args[1] = regs->si;                                            \
+		args[2] = regs->dx;                                            \
+		args[3] = regs->r10;                                           \
+		if (anon_call_enter(NR, args, &c))                             \
+			anon_call_exit(&c, NR, ret);                           \
 		return 0;                                                      \
 	}
 

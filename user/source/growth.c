@@ -52,20 +52,6 @@ void growth_autoload(struct memtop_bpf *skel, bool on)
 		bpf_program__set_autoload(p[i], on);
 	bpf_program__set_autoload(skel->progs.growth_charge, on);
 	bpf_program__set_autoload(skel->progs.growth_thp, on);
-	/* Anonymous mmaps are faults like any memory here: the mmap, munmap
-	 * and mremap tracepoints stay out (a process switched to exact
-	 * tracing lacks that category). */
-	if (on) {
-		struct bpf_program *anon[] = {skel->progs.anon_enter_mmap,
-					      skel->progs.anon_exit_mmap,
-					      skel->progs.anon_enter_munmap,
-					      skel->progs.anon_exit_munmap,
-					      skel->progs.anon_enter_mremap,
-					      skel->progs.anon_exit_mremap};
-
-		for (size_t i = 0; i < sizeof(anon) / sizeof(anon[0]); i++)
-			bpf_program__set_autoload(anon[i], false);
-	}
 }
 
 /* Does one "enabled" file of transparent huge pages say always or madvise?

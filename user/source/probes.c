@@ -289,6 +289,36 @@ bool probes_have_map_iter(void)
 	return true;
 }
 
+bool probes_have_fexit(const char *func)
+{
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+	int id, prog, link;
+
+	if (libbpf_get_error(vmlinux))
+		return false;
+	id = btf__find_by_name_kind(vmlinux, func, BTF_KIND_FUNC);
+	btf__free(vmlinux);
+	if (id <= 0)
+		return false;
+	{
+		LIBBPF_OPTS(bpf_prog_load_opts, lo,
+			    .expected_attach_type = BPF_TRACE_FEXIT,
+			    .attach_btf_id = (__u32)id);
+
+		prog = bpf_prog_load(BPF_PROG_TYPE_TRACING, "mt_fexit", "GPL",
+				     ret0, 2, &lo);
+	}
+	if (prog < 0)
+		return false;
+	/* Loading is not all: the attach needs ftrace's direct calls. */
+	link = bpf_link_create(prog, 0, BPF_TRACE_FEXIT, NULL);
+	close(prog);
+	if (link < 0)
+		return false;
+	close(link);
+	return true;
+}
+
 int probes_pmu_read(const char *name)
 {
 	char path[128], buf[64];

@@ -56,6 +56,9 @@ bool probes_have_uprobe_multi(void);
 bool probes_have_uprobe_session(void);
 /* The kernel loads BPF map iterators (tracing programs; some refuse them). */
 bool probes_have_map_iter(void);
+/* The kernel loads and attaches an fexit program on func (a kernel
+ * function; some kernels and sandboxes refuse trampolines). */
+bool probes_have_fexit(const char *func);
 /* A number from a sysfs file of the uprobe PMU ("config:0" gives 0), or
  * -errno. */
 int probes_pmu_read(const char *name);

@@ -17,6 +17,7 @@
 #include <sys/mount.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include "array.h"
 #include "growth.h"
@@ -116,6 +117,70 @@ static bool exit_has_group_dead(void)
 	return yes;
 }
 
+/* Does the raw tracepoint sched_process_exit pass group_dead, as its
+ * second argument (its BTF prototype: void *, task, bool)? */
+static bool exit_btf_has_group_dead(void)
+{
+	struct btf *btf = btf__load_vmlinux_btf();
+	const struct btf_type *t;
+	bool yes = false;
+	int id;
+
+	if (!btf)
+		return false;
+	id = btf__find_by_name_kind(btf, "btf_trace_sched_process_exit",
+				    BTF_KIND_TYPEDEF);
+	t = id > 0 ? btf__type_by_id(btf, id) : NULL;
+	if (t)
+		t = btf__type_by_id(btf, t->type); /* the pointer */
+	if (t && btf_is_ptr(t))
+		t = btf__type_by_id(btf, t->type);
+	if (t && btf_is_func_proto(t) && btf_vlen(t) == 3) {
+		const struct btf_type *a =
+			btf__type_by_id(btf, btf_params(t)[2].type);
+
+		yes = a && btf_is_int(a) && a->size == 1;
+	}
+	btf__free(btf);
+	return yes;
+}
+
+/*
+ * The process events and the anonymous mmap syscalls: with the kernel's BTF,
+ * tp_btf programs and (where the kernel attaches them: fexit) programs on
+ * the syscalls' functions, which the kernel skips only while the same
+ * program runs on the CPU; else classic tracepoints, which it skips while
+ * anything holds the CPU's bpf_prog_active (memtop's own map reads do).
+ * Growth mode counts anonymous mmaps as faults like any memory: the mmap,
+ * munmap and mremap programs stay out (a process switched to exact tracing
+ * lacks that category).
+ */
+static void event_autoload(struct memtop_bpf *skel, bool btf, bool fexit,
+			   bool growth)
+{
+	struct bpf_program *procs[] = {skel->progs.on_exec, skel->progs.on_exit,
+				       skel->progs.on_fork};
+	struct bpf_program *procs_btf[] = {skel->progs.on_exec_btf,
+					   skel->progs.on_exit_btf,
+					   skel->progs.on_fork_btf};
+	struct bpf_program *anon[] = {
+		skel->progs.anon_enter_mmap,   skel->progs.anon_exit_mmap,
+		skel->progs.anon_enter_munmap, skel->progs.anon_exit_munmap,
+		skel->progs.anon_enter_mremap, skel->progs.anon_exit_mremap};
+	struct bpf_program *anon_fexit[] = {skel->progs.anon_mmap,
+					    skel->progs.anon_munmap,
+					    skel->progs.anon_mremap};
+
+	fexit = btf && fexit;
+	for (size_t i = 0; i < 3; i++) {
+		bpf_program__set_autoload(procs[i], !btf);
+		bpf_program__set_autoload(procs_btf[i], btf);
+		bpf_program__set_autoload(anon_fexit[i], fexit && !growth);
+	}
+	for (size_t i = 0; i < sizeof(anon) / sizeof(anon[0]); i++)
+		bpf_program__set_autoload(anon[i], !fexit && !growth);
+}
+
 /*
  * MEMTOP_VERIFIER_STATS=1: after the load, one stderr line per program with
  * what the verifier spent on it (instructions processed of its 1M limit,
@@ -181,7 +246,7 @@ static void vstats_print(struct bpf_object *obj, char **bufs)
  * again without the iterator.
  */
 static int load_bpf(struct tracer *t, const struct tracer_opts *o,
-		    bool with_iter, bool task_storage)
+		    bool with_iter, bool task_storage, bool typed_events)
 {
 	char **vstats;
 	int err;
@@ -219,7 +284,10 @@ static int load_bpf(struct tracer *t, const struct tracer_opts *o,
 	t->skel->rodata->python_frames = o->python != PYTHON_OFF;
 	t->skel->rodata->growth_mode = o->growth;
 	growth_autoload(t->skel, o->growth);
-	t->skel->rodata->exit_has_group_dead = exit_has_group_dead();
+	event_autoload(t->skel, typed_events, t->fexit, o->growth);
+	t->skel->rodata->exit_has_group_dead =
+		typed_events ? exit_btf_has_group_dead()
+			     : exit_has_group_dead();
 	bpf_program__set_autoload(t->skel->progs.dump_sites, with_iter);
 	t->skel->rodata->task_storage = task_storage;
 	/* The hash needs no room where task storage serves. */
@@ -327,32 +395,49 @@ int tracer_open(struct tracer **out, const struct tracer_opts *o)
 				"them): a perf-event uprobe per function\n");
 	{
 		/* What the kernel may refuse, most wanted first: the sites
-		 * iterator (a tracing program), then task storage (it needs
-		 * the kernel's BTF). */
-		static const bool tries[][2] = {
-			{true, true}, {false, true}, {false, false}};
+		 * iterator (a tracing program), then the typed process and
+		 * mmap events (tracing programs too), then task storage (it
+		 * needs the kernel's BTF). */
+		static const bool tries[][3] = {{true, true, true},
+						{false, true, true},
+						{false, true, false},
+						{false, false, false}};
 		bool btf = access("/sys/kernel/btf/vmlinux", R_OK) == 0;
 		bool iter = btf && probes_have_map_iter();
 
+		/* Not in a try of its own: a failed load costs seconds. */
+		t->fexit = btf && !o->growth &&
+			   probes_have_fexit("__x64_sys_mmap");
+
 		err = -EINVAL;
 		for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
-			if (!btf && (tries[i][0] || tries[i][1]))
+			if (!btf && (tries[i][0] || tries[i][1] || tries[i][2]))
 				continue;
 			if (!iter && tries[i][0])
 				continue;
 			memtop_bpf__destroy(t->skel);
 			t->skel = NULL;
-			err = load_bpf(t, o, tries[i][0], tries[i][1]);
+			err = load_bpf(t, o, tries[i][0], tries[i][1],
+				       tries[i][2]);
 			if (!err) {
 				if (o->verbose)
 					fprintf(stderr,
 						"memtop: sites iterator %s, "
-						"per-thread state in %s\n",
+						"per-thread state in %s, "
+						"process and mmap events from "
+						"%s\n",
 						tries[i][0]
 							? "on"
 							: "off (batch lookup)",
 						tries[i][1] ? "task storage"
-							    : "a hash");
+							    : "a hash",
+						!tries[i][2]
+							? "classic tracepoints"
+						: t->fexit
+							? "tp_btf and fexit"
+							: "tp_btf and classic "
+							  "syscall "
+							  "tracepoints");
 				break;
 			}
 			/* The session program last: without it pymalloc's
@@ -384,7 +469,13 @@ int tracer_open(struct tracer **out, const struct tracer_opts *o)
 					     t->skel->progs.anon_enter_munmap,
 					     t->skel->progs.anon_exit_munmap,
 					     t->skel->progs.anon_enter_mremap,
-					     t->skel->progs.anon_exit_mremap};
+					     t->skel->progs.anon_exit_mremap,
+					     t->skel->progs.on_exec_btf,
+					     t->skel->progs.on_exit_btf,
+					     t->skel->progs.on_fork_btf,
+					     t->skel->progs.anon_mmap,
+					     t->skel->progs.anon_munmap,
+					     t->skel->progs.anon_mremap};
 
 		for (size_t i = 0; i < sizeof(tps) / sizeof(tps[0]); i++) {
 			struct bpf_link *l;

@@ -49,6 +49,7 @@ struct tracer {
 	pid_t *fd_pids;	   /* whose probes each is (-1: every process) */
 	bool uprobe_multi; /* else one perf-event uprobe per function */
 	bool session;	   /* uprobe sessions (6.13+): pymalloc's returns */
+	bool fexit;	   /* fexit programs attach (the mmap syscalls') */
 	int nfds;
 	size_t fds_cap, fd_pids_cap;
 	struct growth *growth; /* --growth: the fault programs' attachments */
