@@ -122,9 +122,21 @@ static __always_inline bool uw_in_stack(__u64 ra, __u64 sp)
 }
 
 /* Frame at of the stack: ip, folded into the hash. */
+/*
+ * v, as a value the verifier does not know: a global function's result.
+ * Frame counts leave the open-coded walk below as a different constant
+ * per frame; laundered, the paths after it are checked once, not once per
+ * count (which took the allocator program past the verifier's limit).
+ */
+__noinline __u32 uw_opaque(__u32 v)
+{
+	asm volatile("" : "+r"(v)); /* nor does the compiler */
+	return v;
+}
+
 static __always_inline void uw_store(struct uw_walk *w, __u32 at, __u64 ip)
 {
-	w->ips[at & 127] = ip;
+	w->ips[uw_opaque(at) & 127] = ip;
 	w->nr = at + 1;
 	w->hash = (w->hash ^ ip) * 0xff51afd7ed558ccdULL;
 	w->hash ^= w->hash >> 29;
@@ -136,18 +148,6 @@ static __always_inline void uw_end_count(__u32 why)
 
 	if (v)
 		*v += 1; /* per-CPU: no atomic needed */
-}
-
-/*
- * v, as a value the verifier does not know: a global function's result.
- * Frame counts leave the open-coded walk below as a different constant
- * per frame; laundered, the paths after it are checked once, not once per
- * count (which took the allocator program past the verifier's limit).
- */
-__noinline __u32 uw_opaque(__u32 v)
-{
-	asm volatile("" : "+r"(v)); /* nor does the compiler */
-	return v;
 }
 
 /* A word of the stack: from the chunk read at entry when it covers it. */
