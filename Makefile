@@ -249,18 +249,19 @@ vmtest: $(BUILD)/memtop workloads
 # The part of the matrix CI runs (.ci/run): Debian 12's stock 6.1 (perf-event
 # uprobes, no uprobe_multi) with 2 CPUs, the ground truths that attach, free
 # across threads, exit and exec (~1 min here with the images cached). 7.2
-# (PREEMPT(lazy)) passes them, but its xfree fails now and then on the
-# kernel's recursion misses (96 of 500k calls in one run, figures exact;
-# three runs in a row passed since). The likely cause, not yet caught in a
-# run: the classic tracepoint programs (sched exec/exit, task_newtask, the
-# mmap/munmap/mremap syscalls) go through trace_call_bpf, which skips them
-# while the CPU's bpf_prog_active is held; memtop's own bpf() map reads
-# hold it (bpf_disable_instrumentation: migrate_disable, no preempt_disable)
-# and a preemptible kernel can switch to a traced thread meanwhile.
-# uprobe_multi and raw_tp programs count recursion per program instead.
-# memtop names each program that missed at exit ("memtop: NAME missed N
-# runs (recursion: ...)"). 7.2 joins once those programs no longer miss;
-# make vmtest runs it.
+# (PREEMPT(lazy)) passed them, but its xfree failed now and then on the
+# kernel's recursion misses (96 of 500k calls in one run, figures exact).
+# The argued cause: classic tracepoint programs go through trace_call_bpf,
+# which skips them while the CPU's bpf_prog_active is held; memtop's own
+# bpf() map reads hold it (migrate_disable only) and a preemptible kernel
+# can switch to a traced thread meanwhile. The process events now come from
+# tp_btf and the anonymous mmap syscalls from fexit where the kernel allows
+# them (per-program recursion counts, no shared flag); classic tracepoints
+# remain where it does not (a sandbox refusing tracing programs) and for
+# growth mode's fault and syscall events. memtop names each program that
+# missed at exit ("memtop: NAME missed N runs (recursion: ...)"). 7.2 passed
+# the six since (2 CPUs); it joins CI once it has run a while without
+# misses; make vmtest runs it.
 VM_CI_KERNELS ?= 6.1
 VM_CI_TESTS ?= basic xfree depth exit exec two_pids
 # A guest that locks up or stops printing ends the run within minutes
