@@ -121,12 +121,14 @@ static __always_inline bool uw_in_stack(__u64 ra, __u64 sp)
 	return ra - sp < UW_STACK_NEAR;
 }
 
-/* Frame at of the stack: ip, folded into the hash. */
 /*
  * v, as a value the verifier does not know: a global function's result.
  * Frame counts leave the open-coded walk below as a different constant
- * per frame; laundered, the paths after it are checked once, not once per
- * count (which took the allocator program past the verifier's limit).
+ * per frame, and an array index makes the verifier track every value it
+ * came from as precise (the walk's sp, the loop's counter), so states
+ * never merge from one frame to the next; laundered, the paths after it
+ * are checked once (unlaundered, the allocator and fault programs went
+ * past the verifier's limit).
  */
 __noinline __u32 uw_opaque(__u32 v)
 {
@@ -134,6 +136,7 @@ __noinline __u32 uw_opaque(__u32 v)
 	return v;
 }
 
+/* Frame at of the stack: ip, folded into the hash. */
 static __always_inline void uw_store(struct uw_walk *w, __u32 at, __u64 ip)
 {
 	w->ips[uw_opaque(at) & 127] = ip;
